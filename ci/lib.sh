@@ -1,0 +1,60 @@
+# Shared helpers for the ci/ scripts. Source it; do not run it.
+# shellcheck shell=bash disable=SC2034
+
+CI_STATE=${SLURM_CI_STATE:-/var/lib/slurm-ci}   # state, spool, logs and pid files
+SLURM_CONF_FILE=/etc/slurm/slurm.conf              # where Debian's Slurm looks
+
+log() { echo "[$(basename "$0")] $*"; }
+
+die() {  # die MESSAGE [LOGFILE...]: print the message and the tail of each log, then exit 1
+  local msg=$1; shift
+  echo "[$(basename "$0")] ERROR: $msg" >&2
+  local f
+  for f in "$@"; do
+    [[ -f $f ]] || continue
+    echo "----- last 30 lines of $f -----" >&2
+    tail -n 30 "$f" >&2
+  done
+  exit 1
+}
+
+# pid_alive PIDFILE COMM: true when PIDFILE names a live process whose command is COMM.
+# (The name check only guards against a reused PID; processes are never found or killed by name.)
+pid_alive() {
+  local pidfile=$1 comm=$2 pid
+  [[ -s $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm" ]]
+}
+
+# stop_pidfile PIDFILE COMM [DEADLINE_S]: SIGTERM the recorded PID, wait, then SIGKILL.
+stop_pidfile() {
+  local pidfile=$1 comm=$2 deadline=${3:-15} pid i
+  if ! pid_alive "$pidfile" "$comm"; then
+    rm -f "$pidfile"
+    return 0
+  fi
+  pid=$(<"$pidfile")
+  log "stopping $comm (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < deadline * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }
+    sleep 0.1
+  done
+  log "$comm (pid $pid) ignored SIGTERM for ${deadline}s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  sleep 0.5
+  rm -f "$pidfile"
+}
+
+# wait_for DEADLINE_S DESCRIPTION LOGFILE -- COMMAND...: poll COMMAND every 0.2 s until it succeeds.
+wait_for() {
+  local deadline=$1 what=$2 logfile=$3; shift 4
+  local end=$((SECONDS + deadline))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < end)) || die "timed out after ${deadline}s waiting for $what" "$logfile"
+    sleep 0.2
+  done
+}

@@ -1,0 +1,32 @@
+"""Start a Dask cluster inside a batch job: one script, every rank."""
+
+from .base import BaseRunner, Role
+from .config import Timeouts
+from .exceptions import (
+    DiscoveryTimeoutError,
+    LauncherEnvironmentError,
+    RunnerError,
+    SchedulerLostError,
+    ShutdownTimeoutError,
+    WorkersTimeoutError,
+    WorldTooSmallError,
+)
+from .mpi import MPIRunner
+from .slurm import SLURMRunner
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseRunner",
+    "DiscoveryTimeoutError",
+    "LauncherEnvironmentError",
+    "MPIRunner",
+    "Role",
+    "RunnerError",
+    "SLURMRunner",
+    "SchedulerLostError",
+    "ShutdownTimeoutError",
+    "Timeouts",
+    "WorkersTimeoutError",
+    "WorldTooSmallError",
+]

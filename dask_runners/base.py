@@ -1,0 +1,482 @@
+"""The runner base class: every process of a job decides its role and serves.
+
+The same script runs in every process of a job. Each process builds a runner;
+the runner asks :meth:`BaseRunner.get_role` what this process is, and then:
+
+* the **scheduler** rank starts a :class:`distributed.Scheduler`, publishes its
+  address with :meth:`BaseRunner.set_scheduler_address`, serves until the
+  cluster shuts down, and leaves the process;
+* a **worker** rank finds the address with
+  :meth:`BaseRunner.get_scheduler_address`, starts a worker, serves until told
+  to stop, and leaves the process;
+* the **client** rank finds the address and returns from ``__enter__``, so it
+  alone runs the body of the ``with`` block. Leaving the body shuts the whole
+  cluster down.
+
+Scheduler and worker ranks never return from entering the runner: they leave
+the process from :meth:`BaseRunner.exit_process`, the one place where a
+process of the job ends.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import logging
+import os
+import sys
+import time
+from typing import NoReturn
+
+from dask.utils import parse_timedelta
+from distributed.core import Status, rpc
+from distributed.utils import LoopRunner, SyncMethodMixin, import_term
+from tornado.ioloop import IOLoop
+
+from .config import Timeouts, backoff_delays
+from .control import ClusterControl, ControlChannel
+from .exceptions import (
+    DiscoveryTimeoutError,
+    SchedulerLostError,
+    WorkersTimeoutError,
+    WorldTooSmallError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Role(str, enum.Enum):
+    """What one process of the job does."""
+
+    scheduler = "scheduler"
+    client = "client"
+    worker = "worker"
+
+
+def exit_code_for(exc: BaseException | None) -> int:
+    """The exit status a process should have after ``exc`` ended its work."""
+    if exc is None:
+        return 0
+    if isinstance(exc, SystemExit):
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else 1
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 1
+
+
+class BaseRunner(SyncMethodMixin, abc.ABC):
+    """Start a Dask cluster from the processes of one job.
+
+    Subclasses implement :meth:`get_role` and :meth:`get_scheduler_address`,
+    and usually set :attr:`rank` and :attr:`world_size`; every other hook has
+    a working default.
+
+    Parameters
+    ----------
+    scheduler : bool
+        Whether one process of the job runs the scheduler (rank 0). When
+        ``False`` the workers join an existing scheduler.
+    client : bool
+        Whether one process runs the client code (the rank after the
+        scheduler's). When ``False`` every other rank is a worker.
+    scheduler_options : dict, optional
+        Keyword arguments for :class:`distributed.Scheduler`.
+    worker_class : type or str, optional
+        The worker class or its import path, for example
+        ``"distributed.Nanny"``. Default :class:`distributed.Worker`.
+    worker_options : dict, optional
+        Keyword arguments for the worker class.
+    timeouts : dict, optional
+        Deadlines in seconds by name (``discovery``, ``workers``,
+        ``shutdown``); see :class:`dask_runners.config.Timeouts`.
+    security : distributed.Security, optional
+        Passed to the scheduler, the workers and ``Client(runner)``.
+    asynchronous : bool
+        Set to ``True`` to use the runner with ``async with`` in a running
+        event loop.
+    loop : tornado.ioloop.IOLoop, optional
+        The loop to run on when synchronous; a new one in a thread by default.
+
+    Attributes
+    ----------
+    role : Role
+        This process's role, known once the runner has started.
+    rank : int or None
+        This process's rank in the job.
+    world_size : int or None
+        How many processes the job has.
+    scheduler_address : str or None
+        The scheduler's address, known once the runner has started.
+    """
+
+    rank: int | None = None
+    world_size: int | None = None
+
+    def __init__(
+        self,
+        *,
+        scheduler: bool = True,
+        client: bool = True,
+        scheduler_options: dict | None = None,
+        worker_class: type | str | None = None,
+        worker_options: dict | None = None,
+        timeouts: dict | None = None,
+        security=None,
+        asynchronous: bool = False,
+        loop: IOLoop | None = None,
+    ):
+        self.scheduler = scheduler
+        self.client = client
+        self.scheduler_options = dict(scheduler_options or {})
+        self.worker_class = worker_class or "distributed.Worker"
+        self.worker_options = dict(worker_options or {})
+        self.timeouts = Timeouts.resolve(timeouts)
+        self.security = security
+        self._asynchronous = asynchronous
+        self._loop_arg = loop
+        self._loop_runner: LoopRunner | None = None
+        self.loop: IOLoop | None = loop
+        self.status = Status.created
+        self.role: Role | None = None
+        self.scheduler_address: str | None = None
+        self._channel: ControlChannel | None = None
+        self._start_task: asyncio.Task | None = None
+
+    # -- hooks a subclass must provide ----------------------------------------
+    @abc.abstractmethod
+    async def get_role(self) -> Role:
+        """Decide whether this process is the scheduler, the client or a worker.
+
+        :meth:`role_for_rank` gives the usual answer from :attr:`rank`.
+        """
+
+    @abc.abstractmethod
+    async def get_scheduler_address(self) -> str:
+        """Return the scheduler's address; called on every rank but the scheduler.
+
+        Wait for it as long as needed: the runner applies the discovery
+        deadline around this call.
+        """
+
+    # -- hooks with working defaults ------------------------------------------
+    async def set_scheduler_address(self, scheduler) -> None:
+        """Publish the running ``scheduler``'s address to the other ranks."""
+
+    async def get_worker_name(self) -> str | int | None:
+        """The worker's name in the cluster; the rank by default."""
+        return self.rank
+
+    async def before_scheduler_start(self) -> None:
+        """Called on the scheduler rank before the scheduler starts."""
+
+    async def before_worker_start(self) -> None:
+        """Called on a worker rank before the worker starts."""
+
+    async def before_client_start(self) -> None:
+        """Called on the client rank before the client code runs."""
+
+    async def on_scheduler_start(self, scheduler) -> None:
+        """Called on the scheduler rank once the scheduler is running."""
+
+    async def on_worker_start(self, worker) -> None:
+        """Called on a worker rank once the worker (or nanny) is running."""
+
+    async def on_scheduler_close(self) -> None:
+        """Called on the scheduler rank after the scheduler has closed."""
+
+    # -- helpers for subclasses ------------------------------------------------
+    def role_for_rank(self, rank: int) -> Role:
+        """The usual role of ``rank``: scheduler first, then client, then workers."""
+        leading = [Role.scheduler] * self.scheduler + [Role.client] * self.client
+        return leading[rank] if rank < len(leading) else Role.worker
+
+    @property
+    def n_workers(self) -> int | None:
+        """How many worker ranks the job has, if the world size is known."""
+        if self.world_size is None:
+            return None
+        return self.world_size - self.scheduler - self.client
+
+    def describe_world_size(self) -> str:
+        """Name the source of :attr:`world_size`, for error messages."""
+        return f"the job has {self.world_size} processes"
+
+    def launch_hint(self, n_processes: int) -> str:
+        """How to launch ``n_processes`` processes, for error messages."""
+        return f"launch at least {n_processes} processes"
+
+    def describe_discovery(self) -> str:
+        """What a waiting rank waits for, for error messages."""
+        return "the scheduler address"
+
+    def exit_process(self, exit_code: int) -> NoReturn:
+        """Leave the process of a scheduler or worker rank.
+
+        This is the one place where a scheduler or worker rank ends. By then
+        its service is closed and its connections are shut; what remains is
+        to flush output and go. The interpreter's own teardown (atexit
+        handlers, garbage collection of every module) is skipped: it does
+        nothing useful here and takes a large share of a short job's time.
+        """
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+
+    # -- the lifecycle -----------------------------------------------------------
+    @property
+    def _tag(self) -> str:
+        role = self.role.value if self.role else "runner"
+        return f"{role} rank {self.rank}" if self.rank is not None else role
+
+    def _connection_args(self, role: str) -> dict:
+        return self.security.get_connection_args(role) if self.security else {}
+
+    def _check_world_size(self) -> None:
+        needed = self.scheduler + self.client + 1
+        if self.world_size is not None and self.world_size < needed:
+            parts = ["a scheduler"] * self.scheduler + ["a client"] * self.client
+            parts.append("one worker")
+            raise WorldTooSmallError(
+                f"{self.describe_world_size()} but at least {needed} are needed "
+                f"({', '.join(parts)}); {self.launch_hint(needed)}"
+            )
+
+    async def _start(self) -> int | None:
+        """Take this process's role; return the exit code of a service rank."""
+        self._check_world_size()
+        self.role = Role(await self.get_role())
+        if self.role is Role.scheduler:
+            return await self._serve_scheduler()
+        self.scheduler_address = await self._discover()
+        if self.role is Role.worker:
+            return await self._serve_worker()
+        if self.scheduler:
+            self._channel = await self._join(Role.client)
+        await self.before_client_start()
+        self.status = Status.running
+        return None
+
+    async def _discover(self) -> str:
+        timeout = self.timeouts.discovery
+        try:
+            return await asyncio.wait_for(self.get_scheduler_address(), timeout)
+        except asyncio.TimeoutError as e:
+            raise DiscoveryTimeoutError(
+                f"{self._tag}: timed out after {timeout:.0f} s waiting for "
+                f"{self.describe_discovery()}. If the ranks are slow to start, "
+                "raise the deadline with timeouts={'discovery': ...} or the dask "
+                "config key runners.timeouts.discovery; otherwise look at the "
+                "scheduler rank's output."
+            ) from e
+
+    async def _join(self, role: Role) -> ControlChannel:
+        member = self.rank if self.rank is not None else f"{os.uname()[1]}:{os.getpid()}"
+        return await ControlChannel.open(
+            self.scheduler_address,
+            member,
+            role.value,
+            self._connection_args(role.value),
+            timeout=self.timeouts.discovery,
+        )
+
+    async def _serve_scheduler(self) -> int:
+        from distributed import Scheduler
+
+        await self.before_scheduler_start()
+        options = dict(self.scheduler_options)
+        if self.security is not None:
+            options.setdefault("security", self.security)
+        scheduler = Scheduler(**options)
+        await scheduler
+        expected = None if self.world_size is None else self.world_size - 1
+        control = ClusterControl(scheduler, expected, self.timeouts.shutdown)
+        control.install()
+        self.scheduler_address = scheduler.address
+        self.status = Status.running
+        try:
+            await self.set_scheduler_address(scheduler)
+            await self.on_scheduler_start(scheduler)
+            await scheduler.finished()
+        finally:
+            await scheduler.close(reason=control.reason)
+            self.status = Status.closed
+            await self.on_scheduler_close()
+        return control.exit_code
+
+    async def _serve_worker(self) -> int:
+        channel = await self._join(Role.worker) if self.scheduler else None
+        if channel is not None and channel.stopped.done():
+            await channel.close()
+            return channel.stopped.result().exit_code
+        await self.before_worker_start()
+        worker_class = self.worker_class
+        if isinstance(worker_class, str):
+            worker_class = import_term(worker_class)
+        options = dict(self.worker_options)
+        options.setdefault("name", await self.get_worker_name())
+        if self.security is not None:
+            options.setdefault("security", self.security)
+        server = worker_class(self.scheduler_address, **options)
+        await server
+        self.status = Status.running
+        await self.on_worker_start(server)
+        exit_code = await self._serve_until_stopped(server, channel)
+        self.status = Status.closing
+        await server.close(reason=f"dask-runners: {self._tag} stopping")
+        if channel is not None:
+            await channel.close()
+        self.status = Status.closed
+        return exit_code
+
+    async def _serve_until_stopped(self, server, channel: ControlChannel | None) -> int:
+        finished = asyncio.ensure_future(server.finished())
+        waits = [finished] if channel is None else [finished, channel.stopped]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if channel is None or not channel.stopped.done():
+            logger.info("%s: the worker closed by itself; leaving", self._tag)
+            return 0
+        finished.cancel()
+        try:
+            return channel.stopped.result().exit_code
+        except SchedulerLostError as e:
+            logger.error("%s: %s; leaving with exit code 1", self._tag, e)
+            return 1
+
+    async def _shutdown(self, exit_code: int, reason: str) -> None:
+        """On the client rank: shut the cluster down, workers first."""
+        if self.status in (Status.closing, Status.closed):
+            return
+        self.status = Status.closing
+        try:
+            if self._channel is not None:
+                await self._channel.request_shutdown(
+                    exit_code, reason, self.timeouts.shutdown
+                )
+        finally:
+            if self._channel is not None:
+                await self._channel.close()
+            self.status = Status.closed
+
+    async def _start_once(self) -> int | None:
+        if self._start_task is None:
+            self._start_task = asyncio.ensure_future(self._start())
+        return await self._start_task
+
+    # -- sync and async entry points ----------------------------------------------
+    def __enter__(self) -> BaseRunner:
+        if self._asynchronous:
+            raise TypeError("an asynchronous runner is entered with `async with`")
+        self._loop_runner = LoopRunner(loop=self._loop_arg)
+        self._loop_runner.start()
+        self.loop = self._loop_runner.loop
+        exit_code = self.sync(self._start_once)
+        if self.role is not Role.client:
+            self.exit_process(exit_code)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self._close_after(exc, lambda: self.sync(self._shutdown, *self._outcome(exc)))
+        finally:
+            self._loop_runner.stop()
+        return False
+
+    async def __aenter__(self) -> BaseRunner:
+        await self
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        shutdown = self._shutdown(*self._outcome(exc))
+        if exc is None:
+            await shutdown
+        else:
+            try:
+                await shutdown
+            except Exception:
+                logger.exception("%s: the cluster did not shut down cleanly", self._tag)
+        return False
+
+    def __await__(self):
+        async def start():
+            self.loop = self.loop or IOLoop.current()
+            exit_code = await self._start_once()
+            if self.role is not Role.client:
+                self.exit_process(exit_code)
+            return self
+
+        return start().__await__()
+
+    def _close_after(self, exc, shutdown) -> None:
+        if exc is None:
+            shutdown()
+            return
+        try:
+            shutdown()
+        except Exception:
+            logger.exception("%s: the cluster did not shut down cleanly", self._tag)
+
+    def _outcome(self, exc: BaseException | None) -> tuple[int, str]:
+        code = exit_code_for(exc)
+        if exc is None:
+            return code, "the client code finished"
+        return code, f"the client code raised {type(exc).__name__}"
+
+    def close(self):
+        """Shut the cluster down from the client rank (as ``Client.shutdown`` does)."""
+        return self.sync(self._shutdown, 0, "the cluster was closed by the client")
+
+    def wait_for_workers(self, n_workers: int | None = None, timeout=None):
+        """Wait until ``n_workers`` workers are running.
+
+        Parameters
+        ----------
+        n_workers : int, optional
+            How many to wait for; by default every worker rank of the job.
+        timeout : float or str, optional
+            Deadline; by default ``runners.timeouts.workers``.
+
+        Raises
+        ------
+        WorkersTimeoutError
+            If fewer workers arrived in time; the message says how many did.
+        """
+        return self.sync(self._wait_for_workers, n_workers, timeout)
+
+    async def _wait_for_workers(self, n_workers, timeout) -> None:
+        n_workers = self.n_workers if n_workers is None else n_workers
+        if timeout is None:
+            timeout = self.timeouts.workers
+        timeout = parse_timedelta(timeout, default="s")
+        deadline = time.monotonic() + timeout
+        scheduler = rpc(
+            self.scheduler_address, connection_args=self._connection_args("client")
+        )
+        try:
+            for delay in backoff_delays(first=0.01, cap=0.2):
+                info = await scheduler.identity(n_workers=-1)
+                running = [
+                    w.get("name")
+                    for w in info["workers"].values()
+                    if w.get("status") == Status.running.name
+                ]
+                if len(running) >= n_workers:
+                    return
+                if time.monotonic() + delay > deadline:
+                    raise WorkersTimeoutError(
+                        f"timed out after {timeout:.0f} s waiting for {n_workers} "
+                        f"workers: {len(running)} arrived (names {sorted(map(str, running))})"
+                    )
+                await asyncio.sleep(delay)
+        finally:
+            await scheduler.close_rpc()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} role={self.role and self.role.value} "
+            f"rank={self.rank} world_size={self.world_size} "
+            f"scheduler={self.scheduler_address!r} status={self.status.name}>"
+        )

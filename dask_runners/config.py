@@ -1,0 +1,85 @@
+"""Deadlines and polling schedules, from one place.
+
+Every wait in dask_runners takes its deadline from :class:`Timeouts`. A value
+comes from, in order: the argument given to the runner, the dask config key
+``runners.timeouts.<name>``, and the default below.
+
+========================================  ========  ===============================================
+dask config key                           default   what waits for it
+========================================  ========  ===============================================
+``runners.timeouts.discovery``            300 s     a rank waiting for the scheduler address
+``runners.timeouts.workers``              300 s     ``runner.wait_for_workers()`` with no timeout
+``runners.timeouts.shutdown``             30 s      the scheduler waiting for ranks to leave
+========================================  ========  ===============================================
+
+The discovery default is generous on purpose: on a large allocation, starting
+Python and importing ``distributed`` from a busy shared filesystem can take
+minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import dask.config
+from dask.utils import parse_timedelta
+
+DEFAULT_TIMEOUTS = {"discovery": 300.0, "workers": 300.0, "shutdown": 30.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """Deadlines, in seconds, for each kind of wait.
+
+    Parameters
+    ----------
+    discovery : float
+        How long a rank waits for the scheduler address.
+    workers : float
+        Default deadline of :meth:`BaseRunner.wait_for_workers`.
+    shutdown : float
+        How long the scheduler waits for the other ranks to leave.
+    """
+
+    discovery: float = DEFAULT_TIMEOUTS["discovery"]
+    workers: float = DEFAULT_TIMEOUTS["workers"]
+    shutdown: float = DEFAULT_TIMEOUTS["shutdown"]
+
+    @classmethod
+    def resolve(cls, overrides: dict | None = None) -> Timeouts:
+        """Build timeouts from ``overrides``, then dask config, then defaults.
+
+        Values may be numbers of seconds or strings such as ``"2 minutes"``.
+        """
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - set(DEFAULT_TIMEOUTS)
+        if unknown:
+            raise ValueError(
+                f"unknown timeout name(s) {sorted(unknown)}; "
+                f"known names are {sorted(DEFAULT_TIMEOUTS)}"
+            )
+        values = {}
+        for name, default in DEFAULT_TIMEOUTS.items():
+            value = overrides.get(name)
+            if value is None:
+                value = dask.config.get(f"runners.timeouts.{name}", default)
+            values[name] = float(parse_timedelta(value, default="s"))
+        return cls(**values)
+
+
+def backoff_delays(
+    first: float = 0.005, factor: float = 1.5, cap: float = 0.5
+) -> Iterator[float]:
+    """Yield sleep intervals that start short and grow to ``cap``.
+
+    The first look happens at once (the caller looks before the first sleep);
+    later looks come quickly while the answer is likely to arrive soon, then
+    settle at ``cap`` so that many waiting ranks put little load on a shared
+    filesystem: with the defaults, at most 2 looks per second per rank after
+    the first second.
+    """
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, cap)

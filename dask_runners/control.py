@@ -1,0 +1,276 @@
+"""The runner's own control channel between the scheduler and the other ranks.
+
+Every rank other than the scheduler keeps one connection open to the
+scheduler for as long as it serves. Over it:
+
+* the rank says who it is when it joins (``rank``, ``role``);
+* the client rank asks for the cluster to shut down, with an exit code;
+* the scheduler tells each rank to stop, with the exit code to leave with.
+
+Because the connection stays open, each side learns at once when the other
+process goes away: the kernel closes the socket of a process that dies for any
+reason. The scheduler can then end the job instead of waiting for an idle
+timeout, and a worker rank whose scheduler vanished leaves with a non-zero
+status instead of retrying.
+
+The shutdown sequence, run by :meth:`ClusterControl.drain` from the
+scheduler's ``before_close`` plugin hook whatever the reason for closing:
+
+1. every worker rank is told to stop, and closes its worker;
+2. the scheduler waits until every expected rank has joined and left (a rank
+   that joins late is told to stop at once, so that no rank is left waiting
+   for a scheduler that is gone);
+3. the client rank is told last, so that when its runner returns the workers
+   are already gone;
+4. the scheduler closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+from distributed.comm import connect
+from distributed.comm.core import CommClosedError
+from distributed.core import Status
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from .exceptions import SchedulerLostError, ShutdownTimeoutError
+
+logger = logging.getLogger(__name__)
+
+HANDLER = "dask_runners_control"
+
+
+@dataclasses.dataclass(frozen=True)
+class StopOrder:
+    """What the scheduler told a rank when the cluster stopped."""
+
+    exit_code: int
+    reason: str
+
+
+@dataclasses.dataclass
+class _Member:
+    rank: int | str
+    role: str
+    comm: object
+    left: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+
+class ClusterControl(SchedulerPlugin):
+    """Scheduler-side bookkeeping of the job's ranks.
+
+    Parameters
+    ----------
+    scheduler : distributed.Scheduler
+        The running scheduler; the control handler is added to it.
+    expected_members : int or None
+        How many ranks besides the scheduler belong to the job, if known.
+    shutdown_timeout : float
+        How long :meth:`drain` waits for ranks to leave.
+    """
+
+    name = "dask-runners-control"
+
+    def __init__(self, scheduler, expected_members, shutdown_timeout):
+        self.scheduler = scheduler
+        self.expected_members = expected_members
+        self.shutdown_timeout = shutdown_timeout
+        self.members: dict[int | str, _Member] = {}
+        self.exit_code = 0
+        self.reason = "the scheduler was closed"
+        self._stopping = False
+        self._member_joined = asyncio.Event()
+        self._drained: asyncio.Task | None = None
+
+    def install(self) -> None:
+        """Add the control handler and this plugin to the scheduler."""
+        self.scheduler.handlers[HANDLER] = self.handle_member
+        self.scheduler.add_plugin(self)
+
+    # -- connections from ranks ---------------------------------------------
+    async def handle_member(self, comm, rank, role):
+        """Serve one rank's control connection until that rank leaves."""
+        member = _Member(rank, role, comm)
+        self.members[rank] = member
+        self._member_joined.set()
+        if self._stopping and role != "client":
+            await self._send_stop(member)
+        try:
+            while True:
+                message = await comm.read()
+                if message.get("op") == "shutdown":
+                    self.request_close(message["exit_code"], message["reason"])
+        except (CommClosedError, OSError):
+            pass
+        finally:
+            member.left.set()
+        if not self._stopping:
+            self._member_lost(member)
+        return Status.dont_reply
+
+    def _member_lost(self, member: _Member) -> None:
+        if member.role == "client":
+            logger.error(
+                "scheduler rank: the client rank (rank %s) vanished without "
+                "leaving the cluster (killed, or out of memory?); shutting the "
+                "job down with exit code 1",
+                member.rank,
+            )
+            self.request_close(1, f"the client rank (rank {member.rank}) vanished")
+        else:
+            logger.warning(
+                "scheduler rank: worker rank %s left the cluster unexpectedly; "
+                "carrying on with the remaining workers",
+                member.rank,
+            )
+
+    def request_close(self, exit_code: int, reason: str) -> None:
+        """Close the scheduler (and so the cluster), leaving with ``exit_code``."""
+        if self._stopping or self.scheduler.status in (Status.closing, Status.closed):
+            return
+        self.exit_code = exit_code
+        self.reason = reason
+        asyncio.ensure_future(self.scheduler.close(reason=reason))
+
+    # -- the shutdown sequence -------------------------------------------------
+    async def before_close(self) -> None:
+        await self.drain()
+
+    def drain(self) -> asyncio.Task:
+        """Stop every rank, workers first and the client last (runs once)."""
+        if self._drained is None:
+            self._stopping = True
+            self._drained = asyncio.ensure_future(self._drain())
+        return self._drained
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.shutdown_timeout
+        workers = [m for m in self.members.values() if m.role != "client"]
+        await asyncio.gather(*(self._send_stop(m) for m in workers))
+        await self._wait_for_everyone_to_join(deadline)
+        await self._wait_until_left(
+            [m for m in self.members.values() if m.role != "client"], deadline
+        )
+        clients = [m for m in self.members.values() if m.role == "client"]
+        await asyncio.gather(*(self._send_stop(m) for m in clients))
+        await self._wait_until_left(clients, deadline)
+
+    async def _wait_for_everyone_to_join(self, deadline: float) -> None:
+        if self.expected_members is None:
+            return
+        while len(self.members) < self.expected_members:
+            self._member_joined.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.warning(
+                    "scheduler rank: %d of %d ranks never joined the cluster "
+                    "before the %.0f s shutdown deadline",
+                    self.expected_members - len(self.members),
+                    self.expected_members,
+                    self.shutdown_timeout,
+                )
+                return
+            try:
+                await asyncio.wait_for(self._member_joined.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _wait_until_left(self, members: list[_Member], deadline: float) -> None:
+        pending = [m for m in members if not m.left.is_set()]
+        if not pending:
+            return
+        remaining = max(deadline - time.monotonic(), 0)
+        waits = [asyncio.ensure_future(m.left.wait()) for m in pending]
+        done, not_done = await asyncio.wait(waits, timeout=remaining)
+        for task in not_done:
+            task.cancel()
+        stuck = [m.rank for m in pending if not m.left.is_set()]
+        if stuck:
+            logger.warning(
+                "scheduler rank: rank(s) %s did not leave within the %.0f s "
+                "shutdown deadline; closing anyway",
+                stuck,
+                self.shutdown_timeout,
+            )
+            for member in pending:
+                if not member.left.is_set():
+                    member.comm.abort()
+
+    async def _send_stop(self, member: _Member) -> None:
+        message = {"op": "stop", "exit_code": self.exit_code, "reason": self.reason}
+        try:
+            await member.comm.write(message)
+        except (CommClosedError, OSError):
+            member.left.set()
+
+
+class ControlChannel:
+    """A rank's end of the control connection.
+
+    Use :meth:`open`; then :attr:`stopped` resolves to a :class:`StopOrder`
+    when the scheduler says stop, or raises :class:`SchedulerLostError` when
+    the scheduler goes away without saying so.
+    """
+
+    def __init__(self, comm, address: str):
+        self.comm = comm
+        self.address = address
+        self.stopped: asyncio.Future[StopOrder] = asyncio.get_running_loop().create_future()
+        self._listener = asyncio.ensure_future(self._listen())
+
+    @classmethod
+    async def open(
+        cls, address: str, rank, role: str, connection_args: dict, timeout: float
+    ) -> ControlChannel:
+        """Connect to the scheduler at ``address`` and join as ``rank``."""
+        comm = await connect(address, timeout=timeout, **connection_args)
+        await comm.write({"op": HANDLER, "rank": rank, "role": role, "reply": False})
+        return cls(comm, address)
+
+    async def _listen(self) -> None:
+        try:
+            while True:
+                message = await self.comm.read()
+                if message.get("op") == "stop" and not self.stopped.done():
+                    order = StopOrder(message["exit_code"], message["reason"])
+                    self.stopped.set_result(order)
+        except (CommClosedError, OSError):
+            if not self.stopped.done():
+                self.stopped.set_exception(
+                    SchedulerLostError(
+                        f"lost the connection to the scheduler at {self.address} "
+                        "without being told to stop: the scheduler rank exited "
+                        "or was killed"
+                    )
+                )
+
+    async def request_shutdown(self, exit_code: int, reason: str, timeout: float) -> StopOrder:
+        """Ask the scheduler to shut the cluster down; wait until it has.
+
+        Returns once every worker rank has left, or raises
+        :class:`ShutdownTimeoutError` after ``timeout`` seconds.
+        """
+        if not self.stopped.done():
+            message = {"op": "shutdown", "exit_code": exit_code, "reason": reason}
+            try:
+                await self.comm.write(message)
+            except (CommClosedError, OSError):
+                pass  # the listener reports the lost scheduler
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.stopped), timeout)
+        except asyncio.TimeoutError as e:
+            raise ShutdownTimeoutError(
+                f"the scheduler at {self.address} did not confirm the shutdown "
+                f"within {timeout:.0f} s (runners.timeouts.shutdown)"
+            ) from e
+
+    async def close(self) -> None:
+        """Leave the cluster: close the connection."""
+        self._listener.cancel()
+        if not self.stopped.done():
+            self.stopped.cancel()
+        await self.comm.close()

@@ -1,0 +1,31 @@
+"""The exceptions dask_runners raises, rooted at :class:`RunnerError`."""
+
+from __future__ import annotations
+
+
+class RunnerError(RuntimeError):
+    """Base class of every error raised by dask_runners."""
+
+
+class LauncherEnvironmentError(RunnerError):
+    """The process was not started by the launcher this runner expects."""
+
+
+class WorldTooSmallError(RunnerError):
+    """The job has too few processes for a scheduler, a client and a worker."""
+
+
+class DiscoveryTimeoutError(RunnerError, TimeoutError):
+    """The scheduler address did not appear before the discovery deadline."""
+
+
+class WorkersTimeoutError(RunnerError, TimeoutError):
+    """Fewer workers than asked for arrived before the deadline."""
+
+
+class SchedulerLostError(RunnerError):
+    """The scheduler rank went away without shutting the cluster down."""
+
+
+class ShutdownTimeoutError(RunnerError, TimeoutError):
+    """The cluster did not confirm its shutdown before the deadline."""

@@ -1,0 +1,96 @@
+"""MPIRunner: a Dask cluster from the ranks of an MPI job."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .base import BaseRunner, Role
+from .config import backoff_delays
+
+SCHEDULER_RANK = 0
+
+
+class MPIRunner(BaseRunner):
+    """Run a Dask cluster in the ranks of an MPI job.
+
+    Rank 0 runs the scheduler, rank 1 the client code, every other rank a
+    worker. The scheduler's address reaches the others by a broadcast over
+    ``comm``. The broadcast is non-blocking and polled with backoff, so the
+    event loop keeps running while a rank waits. mpi4py is imported only when
+    an ``MPIRunner`` is made.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm, optional
+        The communicator whose ranks form the cluster; ``MPI.COMM_WORLD`` by
+        default.
+    **kwargs
+        Passed to :class:`~dask_runners.BaseRunner`.
+
+    Examples
+    --------
+    Run with ``mpirun -n 4 python script.py``::
+
+        with MPIRunner() as runner:
+            with Client(runner) as client:
+                client.wait_for_workers(runner.n_workers)
+    """
+
+    def __init__(self, *, comm=None, **kwargs):
+        super().__init__(**kwargs)
+        from mpi4py import MPI
+
+        self._MPI = MPI
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank = self.comm.Get_rank()
+        self.world_size = self.comm.Get_size()
+        if not self.scheduler:
+            raise ValueError(
+                "MPIRunner(scheduler=False) has no way to find an outside scheduler; "
+                "use a scheduler-file runner to join an existing cluster"
+            )
+
+    async def get_role(self) -> Role:
+        return self.role_for_rank(self.rank)
+
+    async def set_scheduler_address(self, scheduler) -> None:
+        await self._broadcast(scheduler.address.encode())
+
+    async def get_scheduler_address(self) -> str:
+        return (await self._broadcast(b"")).decode()
+
+    async def _broadcast(self, payload: bytes) -> bytes:
+        """Broadcast ``payload`` from the scheduler rank, length first."""
+        MPI = self._MPI
+        length = bytearray(len(payload).to_bytes(8, "little"))
+        await self._wait(self.comm.Ibcast([length, MPI.BYTE], root=SCHEDULER_RANK))
+        size = int.from_bytes(length, "little")
+        buffer = bytearray(payload) if self.rank == SCHEDULER_RANK else bytearray(size)
+        await self._wait(self.comm.Ibcast([buffer, MPI.BYTE], root=SCHEDULER_RANK))
+        return bytes(buffer)
+
+    @staticmethod
+    async def _wait(request) -> None:
+        """Poll a non-blocking MPI request without blocking the event loop."""
+        delays = backoff_delays(first=0.001, factor=1.5, cap=0.05)
+        while not request.Test():
+            await asyncio.sleep(next(delays))
+
+    def describe_world_size(self) -> str:
+        return f"the MPI world has {self.world_size} ranks"
+
+    def launch_hint(self, n_processes: int) -> str:
+        return f"try `mpirun -n {n_processes} python script.py`"
+
+    def describe_discovery(self) -> str:
+        return f"the scheduler address broadcast from MPI rank {SCHEDULER_RANK}"
+
+    def exit_process(self, exit_code: int):
+        """Finalize MPI, then leave as every runner does.
+
+        MPI launchers treat a rank that exits without finalizing as failed,
+        so a service rank finalizes before it goes.
+        """
+        if not self._MPI.Is_finalized():
+            self._MPI.Finalize()
+        super().exit_process(exit_code)

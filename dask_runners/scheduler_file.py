@@ -1,0 +1,133 @@
+"""The scheduler file: how the scheduler's address crosses a shared filesystem.
+
+The protocol:
+
+* The scheduler rank writes the file under a temporary name in the same
+  directory and renames it into place, so a reader sees the old file, no file,
+  or the whole new file, never half of one. The file is created owner-only
+  (mode 0600).
+* The file carries a *stamp*: the identity of the run that wrote it (for
+  Slurm, the job id, step id and restart count). A reader accepts only a file
+  whose stamp equals its own, so a file left by an earlier step, job or
+  requeue at the same path is ignored instead of trusted.
+* Readers poll with backoff (see :func:`dask_runners.config.backoff_delays`):
+  the first look is immediate, later ones settle at two per second. Each look
+  is a single ``open``; a missing, partial or stale file means "look again".
+* The scheduler rank removes the file when the cluster has closed, unless the
+  file at the path is no longer its own.
+
+The file is also a valid distributed scheduler file:
+``Client(scheduler_file=path)`` reads its ``address``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from .config import backoff_delays
+
+
+@dataclasses.dataclass(frozen=True)
+class FileState:
+    """What one look at the scheduler file found.
+
+    ``kind`` is ``"missing"``, ``"partial"`` (unreadable or incomplete JSON),
+    ``"stale"`` (written by another run) or ``"ready"``.
+    """
+
+    kind: str
+    address: str | None = None
+    stamp: dict | None = None
+
+
+def write_scheduler_file(path: Path, address: str, stamp: dict, extra: dict | None = None) -> None:
+    """Atomically write ``address`` and ``stamp`` to ``path`` (mode 0600)."""
+    payload = {
+        "type": "Scheduler",
+        "address": address,
+        **(extra or {}),
+        "dask_runners": {
+            "stamp": stamp,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "written": time.time(),
+        },
+    }
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def look(path: Path, stamp: dict) -> FileState:
+    """Look once at ``path``: one ``open``, no separate ``stat``."""
+    try:
+        with open(path) as f:
+            content = json.load(f)
+        found = content["dask_runners"]["stamp"]
+        address = content["address"]
+    except FileNotFoundError:
+        return FileState("missing")
+    except (OSError, ValueError, KeyError, TypeError):
+        return FileState("partial")
+    if found != stamp:
+        return FileState("stale", stamp=found)
+    return FileState("ready", address=address, stamp=found)
+
+
+class SchedulerFileReader:
+    """Wait for a scheduler file with our stamp, remembering what was seen.
+
+    Parameters
+    ----------
+    path : Path
+        Where the scheduler writes the file.
+    stamp : dict
+        The identity of this run; files with another stamp are ignored.
+    """
+
+    def __init__(self, path: Path, stamp: dict):
+        self.path = path
+        self.stamp = stamp
+        self.looks = 0
+        self.last: FileState = FileState("missing")
+
+    async def wait(self) -> str:
+        """Return the address once a complete file with our stamp is there."""
+        delays = backoff_delays()
+        while True:
+            self.looks += 1
+            self.last = look(self.path, self.stamp)
+            if self.last.kind == "ready":
+                return self.last.address
+            await asyncio.sleep(next(delays))
+
+    def describe(self) -> str:
+        """Say what was waited for and what the last look found."""
+        seen = {
+            "missing": "no file there",
+            "partial": "an incomplete or unreadable file",
+            "stale": f"a stale file from another run ({self.last.stamp}), ignored",
+            "ready": "the file",
+        }[self.last.kind]
+        return (
+            f"the scheduler file {self.path} with stamp {self.stamp} "
+            f"({self.looks} looks; last found {seen})"
+        )
+
+
+def remove_scheduler_file(path: Path, stamp: dict) -> None:
+    """Remove ``path`` if it still holds the file stamped ``stamp``."""
+    if look(path, stamp).kind == "ready":
+        path.unlink(missing_ok=True)
