@@ -67,6 +67,20 @@ def exit_code_for(exc: BaseException | None) -> int:
     return 1
 
 
+def _stop_child_processes_from_rerunning_main() -> None:
+    """Keep processes spawned by this worker rank from re-running the script.
+
+    A nanny starts its worker with multiprocessing's ``spawn``, which imports
+    the parent's main module in the child: the user's script, runner and all,
+    would run again there. A worker rank never returns to the script, so it
+    can forget where its main module came from, and children start clean.
+    """
+    main = sys.modules.get("__main__")
+    if main is not None:
+        main.__spec__ = None
+        main.__dict__.pop("__file__", None)
+
+
 class BaseRunner(SyncMethodMixin, abc.ABC):
     """Start a Dask cluster from the processes of one job.
 
@@ -313,6 +327,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             await channel.close()
             return channel.stopped.result().exit_code
         await self.before_worker_start()
+        _stop_child_processes_from_rerunning_main()
         worker_class = self.worker_class
         if isinstance(worker_class, str):
             worker_class = import_term(worker_class)

@@ -16,7 +16,10 @@ status instead of retrying.
 The shutdown sequence, run by :meth:`ClusterControl.drain` from the
 scheduler's ``before_close`` plugin hook whatever the reason for closing:
 
-1. every worker rank is told to stop, and closes its worker;
+1. the scheduler lets the messages it has queued for workers go out, then
+   tells every worker rank to stop; each closes its own worker or nanny
+   (for a nanny this is the only path on which the worker process exits
+   cleanly);
 2. the scheduler waits until every expected rank has joined and left (a rank
    that joins late is told to stop at once, so that no rank is left waiting
    for a scheduler that is gone);
@@ -37,6 +40,7 @@ from distributed.comm.core import CommClosedError
 from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from .config import backoff_delays
 from .exceptions import SchedulerLostError, ShutdownTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -90,6 +94,14 @@ class ClusterControl(SchedulerPlugin):
         """Add the control handler and this plugin to the scheduler."""
         self.scheduler.handlers[HANDLER] = self.handle_member
         self.scheduler.add_plugin(self)
+        logging.getLogger("distributed.batched").addFilter(self._quiet_expected_closes)
+
+    def _quiet_expected_closes(self, record: logging.LogRecord) -> bool:
+        # When one worker leaves, the scheduler tells every other worker; in a
+        # shutdown the others are leaving too, so such a message can meet a
+        # connection that just closed. distributed logs that at INFO level,
+        # with a traceback. During a shutdown we started, it is expected.
+        return not (self._stopping and record.msg.startswith("Batched Comm Closed"))
 
     # -- connections from ranks ---------------------------------------------
     async def handle_member(self, comm, rank, role):
@@ -149,6 +161,7 @@ class ClusterControl(SchedulerPlugin):
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.shutdown_timeout
+        await self._flush_worker_streams(deadline)
         workers = [m for m in self.members.values() if m.role != "client"]
         await asyncio.gather(*(self._send_stop(m) for m in workers))
         await self._wait_for_everyone_to_join(deadline)
@@ -199,6 +212,19 @@ class ClusterControl(SchedulerPlugin):
             for member in pending:
                 if not member.left.is_set():
                     member.comm.abort()
+
+    async def _flush_worker_streams(self, deadline: float) -> None:
+        # A worker that closes while the scheduler still has a message queued
+        # for it makes the scheduler log a CommClosedError traceback. The
+        # last messages (releasing the client's keys) were queued just before
+        # the shutdown; let them go out before any worker is told to stop.
+        for delay in backoff_delays(first=0.001, cap=0.01):
+            streams = list(self.scheduler.stream_comms.values())
+            if not any(stream.buffer for stream in streams):
+                return
+            if time.monotonic() + delay > deadline:
+                return
+            await asyncio.sleep(delay)
 
     async def _send_stop(self, member: _Member) -> None:
         message = {"op": "stop", "exit_code": self.exit_code, "reason": self.reason}
