@@ -261,7 +261,6 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def _start(self) -> int | None:
         """Take this process's role; return the exit code of a service rank."""
-        self._check_world_size()
         self.role = Role(await self.get_role())
         if self.role is Role.scheduler:
             return await self._serve_scheduler()
@@ -385,6 +384,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     def __enter__(self) -> BaseRunner:
         if self._asynchronous:
             raise TypeError("an asynchronous runner is entered with `async with`")
+        self._check_world_size()
         self._loop_runner = LoopRunner(loop=self._loop_arg)
         self._loop_runner.start()
         self.loop = self._loop_runner.loop
@@ -417,6 +417,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     def __await__(self):
         async def start():
+            self._check_world_size()
             self.loop = self.loop or IOLoop.current()
             exit_code = await self._start_once()
             if self.role is not Role.client:

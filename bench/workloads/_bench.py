@@ -1,0 +1,44 @@
+"""Timestamps a workload prints for bench/run.py, one ``BENCH key=value ...`` line each.
+
+Imported first by every workload script, before anything heavy, so the
+``rank_start`` stamp is close to when the process began.
+"""
+
+import os
+import time
+
+_STARTED = time.time()
+
+
+def _rank() -> str:
+    for name in ("SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        if name in os.environ:
+            return os.environ[name]
+    return "?"
+
+
+def emit(**fields) -> None:
+    """Print one machine-readable line on stdout, flushed at once."""
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    print(f"BENCH {text}", flush=True)
+
+
+def rank_start() -> None:
+    """Say which process this is (run.py uses the pid to find stragglers)."""
+    emit(
+        rank_start=_STARTED,
+        rank=_rank(),
+        pid=os.getpid(),
+        job_id=os.environ.get("SLURM_JOB_ID", "-"),
+    )
+
+
+def first_result() -> None:
+    emit(first_result=time.time())
+
+
+def body_exit() -> None:
+    emit(body_exit=time.time())
+
+
+rank_start()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Everything the test suite needs, from a fresh Debian 12 machine (as root):
+# system packages, munge + a single-node Slurm, and this package with its test extras.
+# Idempotent: a second run only checks.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+bash "$here/install-system.sh"
+bash "$here/start-slurm.sh"
+python -m pip install --quiet --disable-pip-version-check -e "$here/..[test,mpi,docs]"

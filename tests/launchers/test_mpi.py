@@ -1,0 +1,73 @@
+"""MPIRunner under real Open MPI and MPICH launchers."""
+
+import shutil
+
+import pytest
+
+from .conftest import OPEN_MPI_ENV, PYTHON, launch, mpi4py_importable, need, slurm_is_up, standard_script
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def open_mpi():
+    need(shutil.which("mpirun") is not None and mpi4py_importable(), "Open MPI with mpi4py")
+    return ["mpirun", "--oversubscribe", "-n"], OPEN_MPI_ENV
+
+
+@pytest.fixture
+def mpich(mpich_env):
+    need(mpi4py_importable(mpich_env), "mpi4py")
+    return ["mpiexec.mpich", "-n"], mpich_env
+
+
+@pytest.fixture
+def srun_pmix():
+    need(slurm_is_up() and mpi4py_importable(), "Slurm with mpi4py")
+    return ["srun", "--mpi=pmix", "-n"], {}
+
+
+@pytest.fixture
+def srun_pmi2_mpich(mpich_env):
+    need(slurm_is_up() and mpi4py_importable(mpich_env), "Slurm with mpi4py")
+    return ["srun", "--mpi=pmi2", "-n"], mpich_env
+
+
+LAUNCHERS = ["open_mpi", "mpich", "srun_pmix", "srun_pmi2_mpich"]
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_standard_workload_runs_clean(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
+    result = launch([*prefix, "4", PYTHON, standard_script(job_dir, "MPIRunner")], job_dir, env)
+    result.assert_clean_success()
+    assert "RESULT workers 2" in result.stdout
+    assert result.stdout.count("AFTER rank") == 1
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_sixteen_ranks_run_clean(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
+    result = launch([*prefix, "16", PYTHON, standard_script(job_dir, "MPIRunner")], job_dir, env)
+    result.assert_clean_success()
+    assert "RESULT workers 14" in result.stdout
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_failing_body_fails_the_job_quickly(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
+    script = standard_script(job_dir, "MPIRunner", extra='raise ValueError("boom in the body")')
+    result = launch([*prefix, "4", PYTHON, script], job_dir, env)
+    assert result.returncode != 0, result.report()
+    assert result.tracebacks == 1, result.report()
+    assert "ValueError: boom in the body" in result.stderr
+    assert result.seconds < 15, result.report()
+    assert result.leftovers == []
+
+
+def test_too_small_a_world_fails_with_the_fix(job_dir, open_mpi):
+    prefix, env = open_mpi
+    result = launch([*prefix, "2", PYTHON, standard_script(job_dir, "MPIRunner")], job_dir, env)
+    assert result.returncode != 0
+    assert "the MPI world has 2 ranks but at least 3 are needed" in result.stderr
+    assert "mpirun -n 3" in result.stderr

@@ -1,0 +1,75 @@
+"""SLURMRunner under a real srun."""
+
+import json
+import os
+
+import pytest
+
+from .conftest import PYTHON, launch, need, slurm_is_up, standard_script, write_script
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(autouse=True)
+def slurm():
+    need(slurm_is_up(), "a running Slurm (ci/start-slurm.sh)")
+
+
+def srun(n, script, cwd, *extra):
+    return launch(["srun", *extra, "-n", str(n), PYTHON, script], cwd)
+
+
+@pytest.mark.parametrize("n", [3, 4, 16])
+def test_standard_workload_runs_clean(job_dir, n):
+    result = srun(n, standard_script(job_dir, "SLURMRunner"), job_dir)
+    result.assert_clean_success()
+    assert f"RESULT workers {n - 2}" in result.stdout
+    assert result.stdout.count("AFTER rank") == 1  # only the client continues past the block
+    assert list(job_dir.glob("scheduler-*.json")) == []
+
+
+def test_nanny_workers_run_clean(job_dir):
+    script = standard_script(job_dir, "SLURMRunner", options='worker_class="distributed.Nanny"')
+    result = srun(4, script, job_dir)
+    result.assert_clean_success()
+    assert "RESULT workers 2" in result.stdout
+
+
+def test_failing_body_prints_one_traceback_and_fails_the_step_quickly(job_dir):
+    script = standard_script(job_dir, "SLURMRunner", extra='raise ValueError("boom in the body")')
+    result = srun(4, script, job_dir)
+    assert result.returncode != 0, result.report()
+    assert result.tracebacks == 1, result.report()
+    assert "ValueError: boom in the body" in result.stderr
+    assert result.seconds < 15, result.report()
+    assert result.leftovers == []
+    assert list(job_dir.glob("scheduler-*.json")) == []
+
+
+def test_too_small_a_step_fails_on_every_rank_with_the_fix(job_dir):
+    result = srun(2, standard_script(job_dir, "SLURMRunner"), job_dir)
+    assert result.returncode != 0
+    assert result.stderr.count("WorldTooSmallError: SLURM_NTASKS=2 but at least 3") == 2
+    assert "srun -n 3" in result.stderr
+    assert result.seconds < 15
+
+
+def test_stale_scheduler_file_from_another_job_is_ignored(job_dir):
+    stale = {
+        "type": "Scheduler",
+        "address": "tcp://127.0.0.1:9",  # nothing listens there
+        "dask_runners": {"stamp": {"job_id": "1", "step_id": "0", "restart_count": 0}},
+    }
+    (job_dir / "scheduler.json").write_text(json.dumps(stale))
+    script = standard_script(job_dir, "SLURMRunner", options='scheduler_file="scheduler.json"')
+    result = srun(4, script, job_dir)
+    result.assert_clean_success()
+    assert not (job_dir / "scheduler.json").exists()
+
+
+def test_outside_srun_the_error_says_how_to_launch(job_dir):
+    script = write_script(job_dir, "from dask_runners import SLURMRunner\nSLURMRunner()\n")
+    no_slurm = {name: None for name in os.environ if name.startswith("SLURM_")}
+    result = launch([PYTHON, script], job_dir, env=no_slurm)
+    assert result.returncode == 1
+    assert "srun -n 4 python script.py" in result.stderr

@@ -1,0 +1,177 @@
+"""Roles and shutdown in worlds of runners sharing one event loop."""
+
+import asyncio
+import json
+
+import pytest
+from distributed import Client
+
+from dask_runners import BaseRunner, Role, WorkersTimeoutError
+from dask_runners.inprocess import InProcessRunner, InProcessWorld, RankExited
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+
+LIGHT = {
+    "scheduler_options": {"dashboard": False},
+    "worker_options": {"nthreads": 1},
+    "timeouts": {"shutdown": 5},
+}
+
+
+async def run_world(size, body, start_delays=None, runner_class=InProcessRunner, **kwargs):
+    """Run every rank of a world; return (exit codes of service ranks, client outcome)."""
+    world = InProcessWorld(size)
+    outcome = {}
+    start_delays = start_delays or {}
+
+    async def rank_main(rank):
+        await asyncio.sleep(start_delays.get(rank, 0))
+        try:
+            async with runner_class(world, rank, **{**LIGHT, **kwargs}) as runner:
+                outcome["runner"] = runner
+                outcome["result"] = await body(runner)
+        except RankExited:
+            pass
+        except Exception as e:
+            outcome["error"] = e
+
+    await asyncio.wait_for(asyncio.gather(*(rank_main(r) for r in range(size))), 30)
+    return world.exit_codes, outcome
+
+
+async def one_task(runner):
+    async with Client(runner, asynchronous=True) as client:
+        await client.wait_for_workers(runner.n_workers)
+        assert await client.submit(lambda x: x + 1, 10) == 11
+        return len(await client.run(lambda: 1))
+
+
+async def test_every_rank_takes_its_role_and_the_client_alone_runs_the_body():
+    codes, outcome = await run_world(4, one_task)
+    assert outcome["result"] == 2
+    assert codes == {0: 0, 2: 0, 3: 0}
+    runner = outcome["runner"]
+    assert (runner.role, runner.rank, runner.n_workers) == (Role.client, 1, 2)
+    assert runner.status.name == "closed"
+
+
+async def test_a_failing_body_ends_every_rank_with_exit_code_1():
+    async def failing(runner):
+        async with Client(runner, asynchronous=True) as client:
+            await client.wait_for_workers(runner.n_workers)
+            raise ValueError("boom")
+
+    codes, outcome = await run_world(4, failing)
+    assert isinstance(outcome["error"], ValueError)
+    assert codes == {0: 1, 2: 1, 3: 1}
+
+
+async def test_a_worker_that_starts_after_the_body_finished_is_stopped_not_stranded():
+    async def quick(runner):
+        return "done"
+
+    codes, outcome = await run_world(4, quick, start_delays={3: 1.0})
+    assert outcome["result"] == "done"
+    assert codes == {0: 0, 2: 0, 3: 0}
+
+
+async def test_client_shutdown_inside_the_body_stops_the_cluster_cleanly():
+    async def shutdown(runner):
+        async with Client(runner, asynchronous=True) as client:
+            await client.wait_for_workers(runner.n_workers)
+            await client.shutdown()
+
+    codes, outcome = await run_world(3, shutdown)
+    assert "error" not in outcome
+    assert codes == {0: 0, 2: 0}
+
+
+async def test_vanished_client_rank_ends_the_job_with_exit_code_1():
+    async def vanish(runner):
+        await runner.wait_for_workers()
+        runner._channel.comm.abort()  # as if the process had been killed
+        await asyncio.sleep(1)
+        runner.status = runner.status.closed  # the dead process never shuts down
+
+    codes, _ = await run_world(4, vanish)
+    assert codes == {0: 1, 2: 1, 3: 1}
+
+
+async def test_wait_for_workers_times_out_saying_how_many_arrived():
+    async def wait_for_too_many(runner):
+        with pytest.raises(WorkersTimeoutError, match=r"waiting for 5 workers: 2 arrived"):
+            await runner.wait_for_workers(5, timeout=0.5)
+        return "checked"
+
+    codes, outcome = await run_world(4, wait_for_too_many)
+    assert outcome["result"] == "checked"
+    assert codes == {0: 0, 2: 0, 3: 0}
+
+
+async def test_hooks_run_in_order_on_each_role():
+    calls = []
+
+    class Recording(InProcessRunner):
+        async def before_scheduler_start(self):
+            calls.append((self.rank, "before_scheduler_start"))
+
+        async def on_scheduler_start(self, scheduler):
+            calls.append((self.rank, "on_scheduler_start"))
+
+        async def on_scheduler_close(self):
+            calls.append((self.rank, "on_scheduler_close"))
+
+        async def before_worker_start(self):
+            calls.append((self.rank, "before_worker_start"))
+
+        async def on_worker_start(self, worker):
+            calls.append((self.rank, f"on_worker_start:{worker.name}"))
+
+        async def get_worker_name(self):
+            return f"w{self.rank}"
+
+        async def before_client_start(self):
+            calls.append((self.rank, "before_client_start"))
+
+    await run_world(3, one_task, runner_class=Recording)
+    assert [c for r, c in calls if r == 0] == [
+        "before_scheduler_start",
+        "on_scheduler_start",
+        "on_scheduler_close",
+    ]
+    assert [c for r, c in calls if r == 2] == ["before_worker_start", "on_worker_start:w2"]
+    assert [c for r, c in calls if r == 1] == ["before_client_start"]
+
+
+async def test_a_subclass_needs_only_the_two_required_hooks(tmp_path):
+    """The design's minimal runner: distributed writes the file, the hook reads it."""
+    scheduler_file = tmp_path / "scheduler.json"
+
+    class Minimal(BaseRunner):
+        def __init__(self, world, rank, **kwargs):
+            kwargs["asynchronous"] = True
+            kwargs["scheduler_options"] = {"scheduler_file": str(scheduler_file), "dashboard": False}
+            super().__init__(**kwargs)
+            self.world = world
+            self.rank, self.world_size = rank, world.size
+
+        async def get_role(self):
+            return self.role_for_rank(self.rank)
+
+        async def get_scheduler_address(self):
+            while not scheduler_file.exists():
+                await asyncio.sleep(0.05)
+            return json.loads(scheduler_file.read_text())["address"]
+
+        def exit_process(self, exit_code):
+            self.world.exit_codes[self.rank] = exit_code
+            raise RankExited(self.rank, exit_code)
+
+    codes, outcome = await run_world(3, one_task, runner_class=Minimal)
+    assert outcome["result"] == 1
+    assert codes == {0: 0, 2: 0}
+
+
+async def test_base_runner_cannot_be_made_without_the_required_hooks():
+    with pytest.raises(TypeError, match="get_role"):
+        BaseRunner()

@@ -1,0 +1,95 @@
+import asyncio
+import json
+import os
+import stat
+
+import pytest
+
+from dask_runners.scheduler_file import (
+    SchedulerFileReader,
+    look,
+    remove_scheduler_file,
+    write_scheduler_file,
+)
+
+STAMP = {"job_id": "42", "step_id": "1", "restart_count": 0}
+OLD_STEP = {"job_id": "42", "step_id": "0", "restart_count": 0}
+
+
+def test_written_file_is_complete_owner_only_and_a_distributed_scheduler_file(tmp_path):
+    path = tmp_path / "scheduler.json"
+    write_scheduler_file(path, "tcp://10.0.0.1:8786", STAMP)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    content = json.loads(path.read_text())
+    assert content["address"] == "tcp://10.0.0.1:8786"
+    assert content["type"] == "Scheduler"
+    assert look(path, STAMP).address == "tcp://10.0.0.1:8786"
+    assert [p.name for p in tmp_path.iterdir()] == ["scheduler.json"]
+
+
+@pytest.mark.parametrize(
+    "content, kind",
+    [
+        (None, "missing"),
+        ("", "partial"),
+        ('{"address": "tcp://1.2.3.4:1", "dask_runners": {"sta', "partial"),
+        ('{"address": "tcp://1.2.3.4:1"}', "partial"),
+        ("[1, 2]", "partial"),
+        (json.dumps({"address": "tcp://1.2.3.4:1", "dask_runners": {"stamp": OLD_STEP}}), "stale"),
+        (json.dumps({"address": "tcp://1.2.3.4:1", "dask_runners": {"stamp": STAMP}}), "ready"),
+    ],
+)
+def test_look_classifies_what_it_finds(tmp_path, content, kind):
+    path = tmp_path / "scheduler.json"
+    if content is not None:
+        path.write_text(content)
+    assert look(path, STAMP).kind == kind
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_reader_ignores_stale_and_partial_files_until_its_own_appears(tmp_path):
+    path = tmp_path / "scheduler.json"
+    write_scheduler_file(path, "tcp://dead:1", OLD_STEP)
+    reader = SchedulerFileReader(path, STAMP)
+    waiting = asyncio.ensure_future(reader.wait())
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    assert "stale file" in reader.describe()
+    path.write_text('{"address": "tcp://half')
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    write_scheduler_file(path, "tcp://live:2", STAMP)
+    assert await asyncio.wait_for(waiting, 2) == "tcp://live:2"
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_reader_looks_quickly_then_settles(tmp_path):
+    reader = SchedulerFileReader(tmp_path / "never.json", STAMP)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(reader.wait(), 2.0)
+    # about 13 looks in the first second, then two per second
+    assert 12 <= reader.looks <= 18
+    assert "no file there" in reader.describe()
+
+
+def test_remove_only_removes_our_own_file(tmp_path):
+    path = tmp_path / "scheduler.json"
+    write_scheduler_file(path, "tcp://a:1", OLD_STEP)
+    remove_scheduler_file(path, STAMP)
+    assert path.exists()
+    write_scheduler_file(path, "tcp://a:1", STAMP)
+    remove_scheduler_file(path, STAMP)
+    assert not path.exists()
+    remove_scheduler_file(path, STAMP)  # already gone: fine
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        write_scheduler_file(tmp_path / "scheduler.json", "tcp://a:1", STAMP)
+    assert list(tmp_path.iterdir()) == []
