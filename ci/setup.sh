@@ -7,4 +7,4 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 bash "$here/install-system.sh"
 bash "$here/start-slurm.sh"
-python -m pip install --quiet --disable-pip-version-check -e "$here/..[test,mpi,docs]"
+PIP_ROOT_USER_ACTION=ignore python -m pip install --quiet --disable-pip-version-check -e "$here/..[test,mpi,docs]"

@@ -1,0 +1,530 @@
+#!/usr/bin/env python
+"""Benchmark dask_runners against dask-jobqueue and dask-mpi under real launchers.
+
+Every implementation runs the same workload (bench/workloads/): start, wait for
+all workers, run one task, leave. Runs are interleaved round-robin within each
+repeat so that drift on the machine hits every implementation alike.
+
+    python bench/run.py --ranks 4 16 --repeat 5 --out bench/results [--plot]
+
+See bench/README.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORKLOADS = BENCH_DIR / "workloads"
+TAG_VAR = "DASK_RUNNERS_BENCH_TAG"  # set in every launched process; finds stragglers
+PACKAGES = ("dask", "distributed", "dask-runners", "dask-jobqueue", "dask-mpi", "mpi4py")
+OPENMPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+# --------------------------------------------------------------------------- what runs
+@dataclasses.dataclass(frozen=True)
+class Launcher:
+    name: str
+    argv: Callable[[int], list[str]]  # ranks -> command prefix
+    env: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    name: str
+    launcher: Launcher
+    script: str  # file name in bench/workloads/
+    family: str  # "ours", "jobqueue", "dask-mpi" or "floor": what ratios compare
+
+    def command(self, ranks: int) -> list[str]:
+        return [*self.launcher.argv(ranks), sys.executable, str(WORKLOADS / self.script)]
+
+
+SRUN = Launcher("srun", lambda n: ["srun", "-n", str(n)])
+MPIRUN = Launcher(
+    "mpirun", lambda n: ["mpirun", "--oversubscribe", "-n", str(n)], OPENMPI_ENV
+)
+
+IMPLS = [
+    Impl("ours_slurm", SRUN, "ours_slurm.py", "ours"),
+    Impl("jobqueue_slurm", SRUN, "jobqueue_slurm.py", "jobqueue"),
+    Impl("floor", SRUN, "floor.py", "floor"),
+    Impl("ours_mpi", MPIRUN, "ours_mpi.py", "ours"),
+    Impl("daskmpi", MPIRUN, "daskmpi.py", "dask-mpi"),
+    Impl("floor", MPIRUN, "floor.py", "floor"),
+]
+
+
+# --------------------------------------------------------------------------- one run
+@dataclasses.dataclass
+class Run:
+    impl: str
+    launcher: str
+    ranks: int
+    repeat: int
+    status: str = ""  # ok, failed (exit code != 0 or no result), timeout
+    exit_code: int | None = None
+    wall: float | None = None  # launch -> launcher returned
+    first_result: float | None = None  # launch -> client had the task's result
+    teardown: float | None = None  # client body ended -> launcher returned
+    spawn: float | None = None  # launch -> last rank's process started
+    ranks_seen: int = 0  # ranks that printed their start line
+    tracebacks: int = 0  # stderr lines starting with "Traceback"
+    errors: int = 0  # stderr lines containing " ERROR " or "ERROR:"
+    strays: int = 0  # launched processes still alive when the launcher returned
+    strays_killed: int = 0  # of those, still alive after the grace period
+    log: str = ""  # stem of the saved stdout/stderr files
+
+
+def parse_bench_lines(stdout: str) -> list[dict[str, str]]:
+    """Every ``BENCH key=value ...`` line of ``stdout`` as a dict."""
+    records = []
+    for line in stdout.splitlines():
+        if line.startswith("BENCH "):
+            records.append(dict(f.split("=", 1) for f in line.split()[1:] if "=" in f))
+    return records
+
+
+def count_problems(stderr: str) -> tuple[int, int]:
+    lines = stderr.splitlines()
+    tracebacks = sum(line.startswith("Traceback") for line in lines)
+    errors = sum(" ERROR " in line or "ERROR:" in line for line in lines)
+    return tracebacks, errors
+
+
+def _tagged(tag: str) -> dict[int, dict[str, str]]:
+    """Live processes whose environment carries ``TAG_VAR=tag``: pid -> environment.
+
+    Every process a run starts inherits the tag (srun and mpirun pass the
+    environment on), so this finds exactly what that run launched, wherever
+    it was reparented, and nothing else.
+    """
+    needle = f"{TAG_VAR}={tag}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if needle in environ and not _is_zombie(entry):
+                pairs = (item.decode(errors="replace").split("=", 1) for item in environ)
+                found[int(entry.name)] = dict(p for p in pairs if len(p) == 2)
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def _is_zombie(proc_dir: Path) -> bool:
+    return (proc_dir / "stat").read_text().rsplit(") ", 1)[-1].startswith("Z")
+
+
+def _kill(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def reap_strays(tag: str, grace: float) -> tuple[int, int]:
+    """Wait up to ``grace`` s for the run's processes to go; kill the rest.
+
+    Returns (how many were alive when called, how many had to be killed).
+    """
+    alive = _tagged(tag)
+    remaining = alive
+    deadline = time.monotonic() + grace
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.1)
+        remaining = _tagged(tag)
+    _kill(remaining)
+    return len(alive), len(remaining)
+
+
+def stop_after_timeout(proc: subprocess.Popen, tag: str) -> tuple[str, str]:
+    """End a timed-out run; return whatever output it produced.
+
+    SIGTERM to the launcher's process group first (srun and mpirun pass it to
+    their tasks), then SIGKILL, then cancel the Slurm job and kill every
+    process still carrying the run's tag.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=5)
+            break
+        except ProcessLookupError:
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    leftovers = _tagged(tag)
+    for job_id in {env["SLURM_JOB_ID"] for env in leftovers.values() if "SLURM_JOB_ID" in env}:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
+    _kill(leftovers)
+    try:
+        return proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:  # a leftover still holds the pipes
+        return "", "(bench: output lost, the pipes did not close)\n"
+
+
+def run_once(impl: Impl, ranks: int, repeat: int, timeout: float, log_dir: Path) -> Run:
+    """Launch one implementation once in a fresh directory and measure it."""
+    run = Run(impl.name, impl.launcher.name, ranks, repeat)
+    run.log = f"{impl.launcher.name}-{impl.name}-n{ranks}-r{repeat}"
+    tag = uuid.uuid4().hex
+    env = {**os.environ, **impl.launcher.env, TAG_VAR: tag}
+    timed_out = False
+    with tempfile.TemporaryDirectory(prefix="dask-runners-bench-") as cwd:
+        start = time.time()
+        proc = subprocess.Popen(
+            impl.command(ranks),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, to stop it on timeout
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+            end = time.time()
+        except subprocess.TimeoutExpired:
+            end = time.time()
+            timed_out = True
+            stdout, stderr = stop_after_timeout(proc, tag)
+        run.strays, run.strays_killed = reap_strays(tag, grace=5.0)
+    (log_dir / f"{run.log}.out").write_text(stdout)
+    (log_dir / f"{run.log}.err").write_text(stderr)
+    fill_measurements(run, start, end, proc.returncode, timed_out, stdout, stderr)
+    return run
+
+
+def fill_measurements(run, start, end, exit_code, timed_out, stdout, stderr) -> None:
+    records = parse_bench_lines(stdout)
+    stamps = {k: float(v) for r in records for k, v in r.items() if k in ("first_result", "body_exit")}
+    starts = [float(r["rank_start"]) for r in records if "rank_start" in r]
+    run.exit_code = None if timed_out else exit_code
+    run.wall = end - start
+    run.ranks_seen = len(starts)
+    run.spawn = max(starts) - start if starts else None
+    if "first_result" in stamps:
+        run.first_result = stamps["first_result"] - start
+    if "body_exit" in stamps:
+        run.teardown = end - stamps["body_exit"]
+    run.tracebacks, run.errors = count_problems(stderr)
+    expects_result = run.impl != "floor"
+    if timed_out:
+        run.status = "timeout"
+    elif exit_code != 0 or (expects_result and run.first_result is None):
+        run.status = "failed"
+    else:
+        run.status = "ok"
+
+
+# --------------------------------------------------------------------------- the suite
+def schedule(impls: list[Impl], ranks: list[int], repeats: int):
+    """Round-robin: each repeat runs every (ranks, impl) once, in the same order."""
+    for repeat in range(repeats):
+        for n in ranks:
+            for impl in impls:
+                yield repeat, n, impl
+
+
+def run_suite(impls, ranks, repeats, timeout, log_dir) -> list[Run]:
+    runs = []
+    plan = list(schedule(impls, ranks, repeats))
+    for i, (repeat, n, impl) in enumerate(plan, 1):
+        run = run_once(impl, n, repeat, timeout, log_dir)
+        runs.append(run)
+        print(
+            f"[{i:3d}/{len(plan)}] {impl.launcher.name:6s} {impl.name:15s} n={n:<3d} "
+            f"{run.status:7s} wall={_fmt(run.wall)} first={_fmt(run.first_result)} "
+            f"teardown={_fmt(run.teardown)} tb={run.tracebacks} err={run.errors}"
+            + (f" strays={run.strays}/{run.strays_killed}" if run.strays else ""),
+            flush=True,
+        )
+    return runs
+
+
+def write_csv(runs: list[Run], path: Path) -> None:
+    fields = [f.name for f in dataclasses.fields(Run)]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for run in runs:
+            writer.writerow(dataclasses.asdict(run))
+
+
+# --------------------------------------------------------------------------- import cost
+IMPORT_SNIPPET = (
+    "import time; t=time.perf_counter(); import distributed; t1=time.perf_counter(); "
+    "import {module}; t2=time.perf_counter(); print(t1-t, t2-t1)"
+)
+
+
+def measure_import(module: str, n: int = 10) -> tuple[float, float]:
+    """Median seconds of (import distributed, then import ``module`` on top)."""
+    code = IMPORT_SNIPPET.format(module=module)
+    samples = []
+    for i in range(n + 1):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        if i:  # the first run warms the file cache
+            samples.append(tuple(map(float, out.split())))
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+# --------------------------------------------------------------------------- summary
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "—" if a is None or not b else f"{a / b:.2f}×"
+
+
+def group_stats(runs: list[Run]) -> dict:
+    """Median timings per (launcher, ranks, impl), over the successful runs."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.launcher, run.ranks, run.impl), []).append(run)
+    stats = {}
+    for key, group in groups.items():
+        ok = [r for r in group if r.status == "ok"]
+        stats[key] = {
+            "n": len(group),
+            "ok": len(ok),
+            "wall": _median(r.wall for r in ok),
+            "wall_max": max((r.wall for r in ok), default=None),
+            "first_result": _median(r.first_result for r in ok),
+            "teardown": _median(r.teardown for r in ok),
+            "spawn": _median(r.spawn for r in ok),
+            "tracebacks": _median(r.tracebacks for r in group),
+            "tracebacks_max": max(r.tracebacks for r in group),
+            "errors": _median(r.errors for r in group),
+            "strays": sum(r.strays for r in group),
+        }
+    return stats
+
+
+def header_lines(import_costs: dict[str, tuple[float, float]], args) -> list[str]:
+    versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
+    lines = [
+        "# dask_runners benchmark",
+        "",
+        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- host: {socket.gethostname()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        f"- packages: {versions}",
+        f"- launchers: {_first_line(['srun', '--version'])}; "
+        f"{_first_line(['mpirun', '--version'])}",
+        f"- dask_runners source: {_git_describe()}",
+        f"- ranks {args.ranks}, {args.repeat} repeats, timeout {args.timeout:.0f} s per run",
+        "",
+        "## Import cost on top of `import distributed` (median of 10, ms)",
+        "",
+    ]
+    for module, (base, added) in import_costs.items():
+        lines.append(f"- `import {module}`: +{added * 1000:.1f} ms "
+                     f"(`import distributed` itself: {base * 1000:.0f} ms)")
+    return lines
+
+
+def results_table(stats: dict) -> list[str]:
+    lines = [
+        "## Medians per implementation (seconds; timings over successful runs)",
+        "",
+        "| launcher | ranks | impl | ok/n | wall | wall max | over floor | first result "
+        "| teardown | spawn | tracebacks (max) | ERROR lines | strays |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (launcher, ranks, impl), s in sorted(stats.items()):
+        floor = stats.get((launcher, ranks, "floor"), {}).get("wall")
+        over = None if s["wall"] is None or floor is None or impl == "floor" else s["wall"] - floor
+        lines.append(
+            f"| {launcher} | {ranks} | {impl} | {s['ok']}/{s['n']} | {_fmt(s['wall'])} "
+            f"| {_fmt(s['wall_max'])} | {_fmt(over)} | {_fmt(s['first_result'])} "
+            f"| {_fmt(s['teardown'])} | {_fmt(s['spawn'])} "
+            f"| {_fmt(s['tracebacks'], 0)} ({s['tracebacks_max']}) | {_fmt(s['errors'], 0)} "
+            f"| {s['strays']} |"
+        )
+    return lines
+
+
+def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
+    lines = [
+        "## Ours against the anchors (ratio of medians; < 1 means ours is faster)",
+        "",
+        "| launcher | ranks | comparison | wall | wall over floor | teardown | floor wall |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for launcher, ranks in sorted({(k[0], k[1]) for k in stats}):
+        by_family = {i.family: i.name for i in impls if i.launcher.name == launcher}
+        ours = stats.get((launcher, ranks, by_family.get("ours")))
+        floor = stats.get((launcher, ranks, "floor"), {}).get("wall")
+        for family in ("jobqueue", "dask-mpi"):
+            other = stats.get((launcher, ranks, by_family.get(family)))
+            if not ours or not other:
+                continue
+            above = [None if s["wall"] is None or floor is None else s["wall"] - floor
+                     for s in (ours, other)]
+            lines.append(
+                f"| {launcher} | {ranks} | ours / {family} | {_ratio(ours['wall'], other['wall'])} "
+                f"| {_ratio(*above)} | {_ratio(ours['teardown'], other['teardown'])} "
+                f"| {_fmt(floor)} |"
+            )
+    return lines
+
+
+def problems_list(runs: list[Run]) -> list[str]:
+    bad = [r for r in runs if r.status != "ok" or r.strays]
+    if not bad:
+        return ["## Problems", "", "None: every run exited 0, got its result, and left no processes."]
+    lines = ["## Problems", ""]
+    for r in bad:
+        lines.append(
+            f"- {r.launcher} {r.impl} n={r.ranks} repeat {r.repeat}: {r.status}, "
+            f"exit {r.exit_code}, strays {r.strays} (killed {r.strays_killed}); "
+            f"logs `logs/{r.log}.out|.err`"
+        )
+    return lines
+
+
+def summary_markdown(runs, impls, import_costs, args) -> str:
+    stats = group_stats(runs)
+    sections = [
+        header_lines(import_costs, args),
+        results_table(stats),
+        ratio_table(stats, impls),
+        problems_list(runs),
+    ]
+    return "\n\n".join("\n".join(s) for s in sections) + "\n"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return f"{argv[0]} unavailable"
+    return out.strip().splitlines()[0] if out.strip() else argv[0]
+
+
+def _git_describe() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(BENCH_DIR.parent), "describe", "--always", "--dirty"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return out or "unknown"
+
+
+# --------------------------------------------------------------------------- plots
+def plot(runs: list[Run], out: Path) -> None:
+    """One PNG per launcher: wall and teardown per implementation and rank count."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot: matplotlib is not installed; skipping plots")
+        return
+    for launcher in sorted({r.launcher for r in runs}):
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+        for ax, metric in zip(axes, ("wall", "first_result", "teardown")):
+            labels, data = [], []
+            for impl, ranks in sorted({(r.impl, r.ranks) for r in runs if r.launcher == launcher}):
+                values = [getattr(r, metric) for r in runs if r.launcher == launcher
+                          and r.impl == impl and r.ranks == ranks and r.status == "ok"]
+                values = [v for v in values if v is not None]
+                if values:
+                    labels.append(f"{impl}\nn={ranks}")
+                    data.append(values)
+            if data:
+                ax.boxplot(data)
+                ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
+            ax.set_title(f"{launcher}: {metric} (s)")
+        fig.tight_layout()
+        path = out / f"{launcher}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        print(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
+    parser.add_argument("--only", nargs="+", metavar="LAUNCHER/IMPL",
+                        help="run a subset, e.g. srun/ours_slurm mpirun/floor")
+    parser.add_argument("--plot", action="store_true", help="PNG plots (needs matplotlib)")
+    return parser.parse_args(argv)
+
+
+def select_impls(only: list[str] | None) -> list[Impl]:
+    if not only:
+        return IMPLS
+    chosen = [i for i in IMPLS if f"{i.launcher.name}/{i.name}" in only]
+    unknown = set(only) - {f"{i.launcher.name}/{i.name}" for i in IMPLS}
+    if unknown:
+        sys.exit(f"unknown implementation(s) {sorted(unknown)}")
+    return chosen
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    impls = select_impls(args.only)
+    log_dir = args.out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    import_costs = {m: measure_import(m) for m in ("dask_runners", "dask_jobqueue", "dask_mpi")}
+    runs = run_suite(impls, args.ranks, args.repeat, args.timeout, log_dir)
+
+    write_csv(runs, args.out / "runs.csv")
+    summary = summary_markdown(runs, impls, import_costs, args)
+    (args.out / "summary.md").write_text(summary)
+    print()
+    print(summary)
+    print(f"wrote {args.out / 'runs.csv'} and {args.out / 'summary.md'}")
+    if args.plot:
+        plot(runs, args.out)
+    return 0 if all(r.status == "ok" for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
