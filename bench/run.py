@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import re
 import signal
 import socket
 import statistics
@@ -89,15 +90,20 @@ class Run:
     errors: int = 0  # stderr lines containing " ERROR " or "ERROR:"
     strays: int = 0  # launched processes still alive when the launcher returned
     strays_killed: int = 0  # of those, still alive after the grace period
+    load1: float | None = None  # 1-min load average just before the launch
     log: str = ""  # stem of the saved stdout/stderr files
 
 
 def parse_bench_lines(stdout: str) -> list[dict[str, str]]:
-    """Every ``BENCH key=value ...`` line of ``stdout`` as a dict."""
+    """Every ``BENCH key=value ...`` record of ``stdout`` as a dict.
+
+    Records are split on the ``BENCH`` marker rather than on newlines, since
+    launchers may run two ranks' lines together.
+    """
     records = []
-    for line in stdout.splitlines():
-        if line.startswith("BENCH "):
-            records.append(dict(f.split("=", 1) for f in line.split()[1:] if "=" in f))
+    for chunk in re.split(r"BENCH (?=\w+=)", stdout)[1:]:
+        fields = chunk.splitlines()[0].split() if chunk.strip() else []
+        records.append(dict(f.split("=", 1) for f in fields if "=" in f))
     return records
 
 
@@ -157,8 +163,8 @@ def reap_strays(tag: str, grace: float) -> tuple[int, int]:
     return len(alive), len(remaining)
 
 
-def stop_after_timeout(proc: subprocess.Popen, tag: str) -> tuple[str, str]:
-    """End a timed-out run; return whatever output it produced.
+def stop_after_timeout(proc: subprocess.Popen, tag: str) -> tuple[str, str, int]:
+    """End a timed-out run; return its output and how many leftovers were killed.
 
     SIGTERM to the launcher's process group first (srun and mpirun pass it to
     their tasks), then SIGKILL, then cancel the Slurm job and kill every
@@ -178,9 +184,9 @@ def stop_after_timeout(proc: subprocess.Popen, tag: str) -> tuple[str, str]:
         subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
     _kill(leftovers)
     try:
-        return proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:  # a leftover still holds the pipes
-        return "", "(bench: output lost, the pipes did not close)\n"
+        return (*proc.communicate(timeout=10), len(leftovers))
+    except subprocess.TimeoutExpired:  # something still holds the pipes
+        return "", "(bench: output lost, the pipes did not close)\n", len(leftovers)
 
 
 def run_once(impl: Impl, ranks: int, repeat: int, timeout: float, log_dir: Path) -> Run:
@@ -189,8 +195,9 @@ def run_once(impl: Impl, ranks: int, repeat: int, timeout: float, log_dir: Path)
     run.log = f"{impl.launcher.name}-{impl.name}-n{ranks}-r{repeat}"
     tag = uuid.uuid4().hex
     env = {**os.environ, **impl.launcher.env, TAG_VAR: tag}
-    timed_out = False
+    timed_out, killed = False, 0
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-") as cwd:
+        run.load1 = os.getloadavg()[0]
         start = time.time()
         proc = subprocess.Popen(
             impl.command(ranks),
@@ -208,8 +215,9 @@ def run_once(impl: Impl, ranks: int, repeat: int, timeout: float, log_dir: Path)
         except subprocess.TimeoutExpired:
             end = time.time()
             timed_out = True
-            stdout, stderr = stop_after_timeout(proc, tag)
-        run.strays, run.strays_killed = reap_strays(tag, grace=5.0)
+            stdout, stderr, killed = stop_after_timeout(proc, tag)
+        strays, strays_killed = reap_strays(tag, grace=5.0)
+        run.strays, run.strays_killed = strays + killed, strays_killed + killed
     (log_dir / f"{run.log}.out").write_text(stdout)
     (log_dir / f"{run.log}.err").write_text(stderr)
     fill_measurements(run, start, end, proc.returncode, timed_out, stdout, stderr)
@@ -226,7 +234,7 @@ def fill_measurements(run, start, end, exit_code, timed_out, stdout, stderr) -> 
     run.spawn = max(starts) - start if starts else None
     if "first_result" in stamps:
         run.first_result = stamps["first_result"] - start
-    if "body_exit" in stamps:
+    if "body_exit" in stamps and not timed_out:
         run.teardown = end - stamps["body_exit"]
     run.tracebacks, run.errors = count_problems(stderr)
     expects_result = run.impl != "floor"
@@ -279,17 +287,35 @@ IMPORT_SNIPPET = (
 )
 
 
-def measure_import(module: str, n: int = 10) -> tuple[float, float]:
-    """Median seconds of (import distributed, then import ``module`` on top)."""
+def measure_import(module: str, n: int = 10, cached: bool = False) -> tuple[float, float]:
+    """Median seconds of (import distributed, then import ``module`` on top).
+
+    ``cached=True`` lets Python keep bytecode, in a throw-away
+    PYTHONPYCACHEPREFIX so no ``__pycache__`` lands in the source tree; by
+    default the environment is left as it is (it may set
+    PYTHONDONTWRITEBYTECODE, and then the editable dask_runners is compiled
+    from source in every process).
+    """
     code = IMPORT_SNIPPET.format(module=module)
-    samples = []
-    for i in range(n + 1):
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-        ).stdout
-        if i:  # the first run warms the file cache
-            samples.append(tuple(map(float, out.split())))
+    with tempfile.TemporaryDirectory(prefix="dask-runners-bench-pyc-") as prefix:
+        env = dict(os.environ)
+        if cached:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = prefix
+        samples = []
+        for i in range(n + 1):
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True, text=True, timeout=60, check=True, env=env,
+            ).stdout
+            if i:  # the first run warms the file and bytecode caches
+                samples.append(tuple(map(float, out.split())))
     return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+def measure_imports(modules=("dask_runners", "dask_jobqueue", "dask_mpi")) -> dict:
+    """{(module, cached): (distributed s, added s)} for every module, both ways."""
+    return {(m, cached): measure_import(m, cached=cached) for m in modules for cached in (False, True)}
 
 
 # --------------------------------------------------------------------------- summary
@@ -304,6 +330,10 @@ def _median(values) -> float | None:
 
 def _ratio(a: float | None, b: float | None) -> str:
     return "—" if a is None or not b else f"{a / b:.2f}×"
+
+
+def _diff(a: float | None, b: float | None) -> str:
+    return "—" if a is None or b is None else f"{a - b:+.2f}"
 
 
 def group_stats(runs: list[Run]) -> dict:
@@ -342,14 +372,26 @@ def header_lines(import_costs: dict[str, tuple[float, float]], args) -> list[str
         f"- launchers: {_first_line(['srun', '--version'])}; "
         f"{_first_line(['mpirun', '--version'])}",
         f"- dask_runners source: {_git_describe()}",
-        f"- ranks {args.ranks}, {args.repeat} repeats, timeout {args.timeout:.0f} s per run",
+        f"- ranks {args.ranks}, {args.repeat} repeats, timeout {args.timeout:g} s per run",
+        f"- 1-min load average: {_fmt(args.load_before)} before, {_fmt(os.getloadavg()[0])} after",
         "",
         "## Import cost on top of `import distributed` (median of 10, ms)",
         "",
     ]
-    for module, (base, added) in import_costs.items():
-        lines.append(f"- `import {module}`: +{added * 1000:.1f} ms "
-                     f"(`import distributed` itself: {base * 1000:.0f} ms)")
+    lines += [
+        "| module | added, as configured | added, bytecode cached | `import distributed` itself |",
+        "|---|---:|---:|---:|",
+    ]
+    for module in dict.fromkeys(m for m, _ in import_costs):
+        base, added = import_costs[module, False]
+        _, added_cached = import_costs[module, True]
+        lines.append(f"| `{module}` | +{added * 1000:.1f} | +{added_cached * 1000:.1f} "
+                     f"| {base * 1000:.0f} |")
+    lines += [
+        "",
+        f"As configured: PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}. "
+        "Bytecode cached: in a temporary PYTHONPYCACHEPREFIX.",
+    ]
     return lines
 
 
@@ -376,10 +418,11 @@ def results_table(stats: dict) -> list[str]:
 
 def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
     lines = [
-        "## Ours against the anchors (ratio of medians; < 1 means ours is faster)",
+        "## Ours against the anchors (ratio of medians, < 1 means ours is faster; Δ = ours − anchor)",
         "",
-        "| launcher | ranks | comparison | wall | wall over floor | teardown | floor wall |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| launcher | ranks | comparison | wall | wall Δ (s) | first result | teardown "
+        "| teardown Δ (s) | floor wall |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for launcher, ranks in sorted({(k[0], k[1]) for k in stats}):
         by_family = {i.family: i.name for i in impls if i.launcher.name == launcher}
@@ -389,25 +432,26 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
             other = stats.get((launcher, ranks, by_family.get(family)))
             if not ours or not other:
                 continue
-            above = [None if s["wall"] is None or floor is None else s["wall"] - floor
-                     for s in (ours, other)]
             lines.append(
                 f"| {launcher} | {ranks} | ours / {family} | {_ratio(ours['wall'], other['wall'])} "
-                f"| {_ratio(*above)} | {_ratio(ours['teardown'], other['teardown'])} "
-                f"| {_fmt(floor)} |"
+                f"| {_diff(ours['wall'], other['wall'])} "
+                f"| {_ratio(ours['first_result'], other['first_result'])} "
+                f"| {_ratio(ours['teardown'], other['teardown'])} "
+                f"| {_diff(ours['teardown'], other['teardown'])} | {_fmt(floor)} |"
             )
     return lines
 
 
 def problems_list(runs: list[Run]) -> list[str]:
-    bad = [r for r in runs if r.status != "ok" or r.strays]
+    bad = [r for r in runs if r.status != "ok" or r.strays or r.ranks_seen != r.ranks]
     if not bad:
         return ["## Problems", "", "None: every run exited 0, got its result, and left no processes."]
     lines = ["## Problems", ""]
     for r in bad:
         lines.append(
             f"- {r.launcher} {r.impl} n={r.ranks} repeat {r.repeat}: {r.status}, "
-            f"exit {r.exit_code}, strays {r.strays} (killed {r.strays_killed}); "
+            f"exit {r.exit_code}, {r.ranks_seen}/{r.ranks} ranks started, "
+            f"strays {r.strays} (killed {r.strays_killed}); "
             f"logs `logs/{r.log}.out|.err`"
         )
     return lines
@@ -512,7 +556,8 @@ def main(argv=None) -> int:
     log_dir = args.out / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
-    import_costs = {m: measure_import(m) for m in ("dask_runners", "dask_jobqueue", "dask_mpi")}
+    args.load_before = os.getloadavg()[0]
+    import_costs = measure_imports()
     runs = run_suite(impls, args.ranks, args.repeat, args.timeout, log_dir)
 
     write_csv(runs, args.out / "runs.csv")

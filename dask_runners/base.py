@@ -25,6 +25,7 @@ import asyncio
 import enum
 import logging
 import os
+import signal
 import sys
 import time
 from typing import NoReturn
@@ -35,8 +36,10 @@ from distributed.utils import LoopRunner, SyncMethodMixin, import_term
 from tornado.ioloop import IOLoop
 
 from .config import Timeouts, backoff_delays
+from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
 from .control import ClusterControl, ControlChannel
 from .exceptions import (
+    ClusterStoppedError,
     DiscoveryTimeoutError,
     SchedulerLostError,
     WorkersTimeoutError,
@@ -108,9 +111,17 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         ``shutdown``); see :class:`dask_runners.config.Timeouts`.
     security : distributed.Security, optional
         Passed to the scheduler, the workers and ``Client(runner)``.
+    preemption_signal : int or None
+        The signal that warns of preemption (``sbatch --signal=USR2@90``);
+        ``None`` to leave it alone. See :mod:`dask_runners.signals`.
+    on_preemption : callable, optional
+        Called as ``on_preemption(runner)`` on the client rank's main thread
+        when the preemption signal arrives; the other ranks then ignore it.
+        Without it, the cluster closes and every rank exits with 75.
     asynchronous : bool
         Set to ``True`` to use the runner with ``async with`` in a running
-        event loop.
+        event loop. An asynchronous runner installs no signal handlers: the
+        application that owns the loop owns the signals.
     loop : tornado.ioloop.IOLoop, optional
         The loop to run on when synchronous; a new one in a thread by default.
 
@@ -139,6 +150,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         worker_options: dict | None = None,
         timeouts: dict | None = None,
         security=None,
+        preemption_signal: int | None = signal.SIGUSR2,
+        on_preemption=None,
         asynchronous: bool = False,
         loop: IOLoop | None = None,
     ):
@@ -156,8 +169,17 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.status = Status.created
         self.role: Role | None = None
         self.scheduler_address: str | None = None
+        self.preemption_signal = preemption_signal
+        self.on_preemption = on_preemption
         self._channel: ControlChannel | None = None
+        self._control: ClusterControl | None = None
+        self._server = None
         self._start_task: asyncio.Task | None = None
+        self._signals: SignalHandlers | None = None
+        self._signal_exit: int | None = None
+        self._failure: Exception | None = None
+        self._failure_raised = False
+        self._shutdown_requested = False
 
     # -- hooks a subclass must provide ----------------------------------------
     @abc.abstractmethod
@@ -240,6 +262,13 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         sys.stderr.flush()
         os._exit(exit_code)
 
+    def abort_start(self, exc: BaseException) -> None:
+        """Called when this rank fails before the cluster is up; default: nothing.
+
+        The exception is raised after this returns. A runner whose launcher
+        would leave the other ranks waiting (MPI) ends the job here.
+        """
+
     # -- the lifecycle -----------------------------------------------------------
     @property
     def _tag(self) -> str:
@@ -269,22 +298,24 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             return await self._serve_worker()
         if self.scheduler:
             self._channel = await self._join(Role.client)
+            self._channel.stopped.add_done_callback(self._on_cluster_stopped)
         await self.before_client_start()
         self.status = Status.running
         return None
 
+    def _discovery_timeout(self, what: str) -> DiscoveryTimeoutError:
+        return DiscoveryTimeoutError(
+            f"{self._tag}: timed out after {self.timeouts.discovery:.0f} s {what}. "
+            "If the ranks are slow to start, raise the deadline with "
+            "timeouts={'discovery': ...} or the dask config key "
+            "runners.timeouts.discovery; otherwise look at the scheduler rank's output."
+        )
+
     async def _discover(self) -> str:
-        timeout = self.timeouts.discovery
         try:
-            return await asyncio.wait_for(self.get_scheduler_address(), timeout)
+            return await asyncio.wait_for(self.get_scheduler_address(), self.timeouts.discovery)
         except asyncio.TimeoutError as e:
-            raise DiscoveryTimeoutError(
-                f"{self._tag}: timed out after {timeout:.0f} s waiting for "
-                f"{self.describe_discovery()}. If the ranks are slow to start, "
-                "raise the deadline with timeouts={'discovery': ...} or the dask "
-                "config key runners.timeouts.discovery; otherwise look at the "
-                "scheduler rank's output."
-            ) from e
+            raise self._discovery_timeout(f"waiting for {self.describe_discovery()}") from e
 
     async def _join(self, role: Role) -> ControlChannel:
         member = self.rank if self.rank is not None else f"{os.uname()[1]}:{os.getpid()}"
@@ -294,9 +325,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             role.value,
             self._connection_args(role.value),
             timeout=self.timeouts.discovery,
+            lease=self.timeouts.lease,
         )
 
-    async def _serve_scheduler(self) -> int:
+    async def _start_scheduler(self):
         from distributed import Scheduler
 
         await self.before_scheduler_start()
@@ -306,19 +338,28 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         scheduler = Scheduler(**options)
         await scheduler
         expected = None if self.world_size is None else self.world_size - 1
-        control = ClusterControl(scheduler, expected, self.timeouts.shutdown)
-        control.install()
+        self._control = ClusterControl(
+            scheduler, expected, self.timeouts.shutdown, self.timeouts.lease
+        )
+        self._control.install()
         self.scheduler_address = scheduler.address
+        await self.set_scheduler_address(scheduler)
+        return scheduler
+
+    async def _serve_scheduler(self) -> int:
+        try:
+            scheduler = await asyncio.wait_for(self._start_scheduler(), self.timeouts.discovery)
+        except asyncio.TimeoutError as e:
+            raise self._discovery_timeout("starting the scheduler and publishing its address") from e
         self.status = Status.running
         try:
-            await self.set_scheduler_address(scheduler)
             await self.on_scheduler_start(scheduler)
             await scheduler.finished()
         finally:
-            await scheduler.close(reason=control.reason)
+            await scheduler.close(reason=self._control.reason)
             self.status = Status.closed
             await self.on_scheduler_close()
-        return control.exit_code
+        return self._control.exit_code
 
     async def _serve_worker(self) -> int:
         channel = await self._join(Role.worker) if self.scheduler else None
@@ -334,7 +375,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         options.setdefault("name", await self.get_worker_name())
         if self.security is not None:
             options.setdefault("security", self.security)
-        server = worker_class(self.scheduler_address, **options)
+        self._server = server = worker_class(self.scheduler_address, **options)
         await server
         self.status = Status.running
         await self.on_worker_start(server)
@@ -351,8 +392,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         waits = [finished] if channel is None else [finished, channel.stopped]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if channel is None or not channel.stopped.done():
-            logger.info("%s: the worker closed by itself; leaving", self._tag)
-            return 0
+            if self._signal_exit is None:
+                logger.info("%s: the worker closed by itself; leaving", self._tag)
+            return self._signal_exit or 0
         finished.cancel()
         try:
             return channel.stopped.result().exit_code
@@ -360,19 +402,40 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             logger.error("%s: %s; leaving with exit code 1", self._tag, e)
             return 1
 
+    def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
+        """On the client rank: the cluster stopped while the client code ran?"""
+        if self._shutdown_requested or stopped.cancelled():
+            return
+        if stopped.exception() is not None:
+            failure = stopped.exception()
+        elif stopped.result().exit_code != 0:
+            order = stopped.result()
+            failure = ClusterStoppedError(
+                f"the cluster was stopped while the client code ran: {order.reason} "
+                f"(exit code {order.exit_code})"
+            )
+        else:
+            return  # closed on purpose, as by Client.shutdown()
+        logger.error("%s: %s; interrupting the client code", self._tag, failure)
+        self._failure = failure
+        self.status = Status.closing  # Client(runner) then closes instead of reconnecting
+        if self._signals is not None:
+            self._signals.wake_main_thread()
+
     async def _shutdown(self, exit_code: int, reason: str) -> None:
         """On the client rank: shut the cluster down, workers first."""
-        if self.status in (Status.closing, Status.closed):
+        if self._channel is None or self._shutdown_requested:
+            self.status = Status.closed
             return
+        self._shutdown_requested = True
         self.status = Status.closing
         try:
-            if self._channel is not None:
-                await self._channel.request_shutdown(
-                    exit_code, reason, self.timeouts.shutdown
-                )
+            if not self._channel.stopped.done():
+                await self._channel.request_shutdown(exit_code, reason, self.timeouts.shutdown)
+            elif self._failure is not None and not self._failure_raised:
+                raise self._failure
         finally:
-            if self._channel is not None:
-                await self._channel.close()
+            await self._channel.close()
             self.status = Status.closed
 
     async def _start_once(self) -> int | None:
@@ -380,23 +443,78 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             self._start_task = asyncio.ensure_future(self._start())
         return await self._start_task
 
+    # -- signals -------------------------------------------------------------------
+    def _handle_signal(self, signum: int, frame) -> None:
+        """Runs on the main thread when one of the runner's signals arrives."""
+        client_code_running = self.role is Role.client and self.status is Status.running
+        if self._failure is not None and self.role is Role.client and not self._failure_raised:
+            self._failure_raised = True
+            raise self._failure
+        if signum == self.preemption_signal and self.on_preemption is not None:
+            if self.role is Role.client:
+                self.on_preemption(self)
+            return  # on other ranks: the client's callback decides what happens
+        exit_code = exit_code_for_signal(signum, self.preemption_signal)
+        if client_code_running:
+            logger.warning(
+                "%s: received %s; interrupting the client code and shutting the "
+                "cluster down (exit code %d)",
+                self._tag,
+                signal_name(signum),
+                exit_code,
+            )
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise JobInterrupted(signum, exit_code)
+        if self.role is Role.client or self._signal_exit is not None:
+            return  # already shutting down
+        logger.warning(
+            "%s: received %s; closing (exit code %d)", self._tag, signal_name(signum), exit_code
+        )
+        self._signal_exit = exit_code
+        self.loop.add_callback(self._stop_on_signal)
+
+    async def _stop_on_signal(self) -> None:
+        if self._control is not None:
+            self._control.request_close(self._signal_exit, f"the scheduler rank received a signal")
+        elif self._server is not None:
+            await self._server.close(reason=f"dask-runners: {self._tag} received a signal")
+        elif self._start_task is not None:
+            self._start_task.cancel()
+
+    def _signals_for(self) -> SignalHandlers:
+        return SignalHandlers(
+            self._handle_signal, (signal.SIGINT, signal.SIGTERM, self.preemption_signal)
+        )
+
     # -- sync and async entry points ----------------------------------------------
     def __enter__(self) -> BaseRunner:
         if self._asynchronous:
             raise TypeError("an asynchronous runner is entered with `async with`")
         self._check_world_size()
+        self._signals = self._signals_for()
+        self._signals.install()
         self._loop_runner = LoopRunner(loop=self._loop_arg)
         self._loop_runner.start()
         self.loop = self._loop_runner.loop
-        exit_code = self.sync(self._start_once)
+        try:
+            exit_code = self.sync(self._start_once)
+        except asyncio.CancelledError:
+            exit_code = self._signal_exit  # a signal ended the start
+        except Exception as e:
+            self.abort_start(e)
+            raise
         if self.role is not Role.client:
             self.exit_process(exit_code)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and exc is self._failure:
+            self._failure_raised = True
         try:
             self._close_after(exc, lambda: self.sync(self._shutdown, *self._outcome(exc)))
         finally:
+            self._signals.restore()
             self._loop_runner.stop()
         return False
 
@@ -405,21 +523,27 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
-        shutdown = self._shutdown(*self._outcome(exc))
-        if exc is None:
-            await shutdown
-        else:
-            try:
-                await shutdown
-            except Exception:
-                logger.exception("%s: the cluster did not shut down cleanly", self._tag)
+        if exc is not None and exc is self._failure:
+            self._failure_raised = True
+        try:
+            await self._shutdown(*self._outcome(exc))
+        except Exception as e:
+            if exc is None:
+                raise
+            logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
         return False
 
     def __await__(self):
         async def start():
             self._check_world_size()
             self.loop = self.loop or IOLoop.current()
-            exit_code = await self._start_once()
+            try:
+                exit_code = await self._start_once()
+            except asyncio.CancelledError:
+                exit_code = self._signal_exit
+            except Exception as e:
+                self.abort_start(e)
+                raise
             if self.role is not Role.client:
                 self.exit_process(exit_code)
             return self
@@ -432,8 +556,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             return
         try:
             shutdown()
-        except Exception:
-            logger.exception("%s: the cluster did not shut down cleanly", self._tag)
+        except Exception as e:
+            logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
 
     def _outcome(self, exc: BaseException | None) -> tuple[int, str]:
         code = exit_code_for(exc)

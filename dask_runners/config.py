@@ -10,11 +10,19 @@ dask config key                           default   what waits for it
 ``runners.timeouts.discovery``            300 s     a rank waiting for the scheduler address
 ``runners.timeouts.workers``              300 s     ``runner.wait_for_workers()`` with no timeout
 ``runners.timeouts.shutdown``             30 s      the scheduler waiting for ranks to leave
+``runners.timeouts.lease``                60 s      silence after which a rank counts as gone
 ========================================  ========  ===============================================
 
 The discovery default is generous on purpose: on a large allocation, starting
 Python and importing ``distributed`` from a busy shared filesystem can take
-minutes.
+minutes. The scheduler rank has the same deadline to start and publish its
+address.
+
+A rank that dies is noticed at once: its connection to the scheduler closes.
+The lease covers what does not close a connection (a node that loses power, a
+network partition): every rank sends a heartbeat every quarter lease, and a
+rank silent for a whole lease counts as gone. It is long by default so that a
+busy but healthy rank is never declared dead.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from collections.abc import Iterator
 import dask.config
 from dask.utils import parse_timedelta
 
-DEFAULT_TIMEOUTS = {"discovery": 300.0, "workers": 300.0, "shutdown": 30.0}
+DEFAULT_TIMEOUTS = {"discovery": 300.0, "workers": 300.0, "shutdown": 30.0, "lease": 60.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +48,14 @@ class Timeouts:
         Default deadline of :meth:`BaseRunner.wait_for_workers`.
     shutdown : float
         How long the scheduler waits for the other ranks to leave.
+    lease : float
+        How long a rank may stay silent before the scheduler counts it gone.
     """
 
     discovery: float = DEFAULT_TIMEOUTS["discovery"]
     workers: float = DEFAULT_TIMEOUTS["workers"]
     shutdown: float = DEFAULT_TIMEOUTS["shutdown"]
+    lease: float = DEFAULT_TIMEOUTS["lease"]
 
     @classmethod
     def resolve(cls, overrides: dict | None = None) -> Timeouts:

@@ -75,14 +75,17 @@ class ClusterControl(SchedulerPlugin):
         How many ranks besides the scheduler belong to the job, if known.
     shutdown_timeout : float
         How long :meth:`drain` waits for ranks to leave.
+    lease : float
+        How long a rank may stay silent (no heartbeat) before it counts as gone.
     """
 
     name = "dask-runners-control"
 
-    def __init__(self, scheduler, expected_members, shutdown_timeout):
+    def __init__(self, scheduler, expected_members, shutdown_timeout, lease):
         self.scheduler = scheduler
         self.expected_members = expected_members
         self.shutdown_timeout = shutdown_timeout
+        self.lease = lease
         self.members: dict[int | str, _Member] = {}
         self.exit_code = 0
         self.reason = "the scheduler was closed"
@@ -113,11 +116,19 @@ class ClusterControl(SchedulerPlugin):
             await self._send_stop(member)
         try:
             while True:
-                message = await comm.read()
+                message = await asyncio.wait_for(comm.read(), self.lease)
                 if message.get("op") == "shutdown":
                     self.request_close(message["exit_code"], message["reason"])
         except (CommClosedError, OSError):
             pass
+        except asyncio.TimeoutError:
+            logger.warning(
+                "scheduler rank: no heartbeat from rank %s for %.0f s "
+                "(runners.timeouts.lease); counting it as gone",
+                rank,
+                self.lease,
+            )
+            comm.abort()
         finally:
             member.left.set()
         if not self._stopping:
@@ -242,20 +253,29 @@ class ControlChannel:
     the scheduler goes away without saying so.
     """
 
-    def __init__(self, comm, address: str):
+    def __init__(self, comm, address: str, lease: float):
         self.comm = comm
         self.address = address
         self.stopped: asyncio.Future[StopOrder] = asyncio.get_running_loop().create_future()
         self._listener = asyncio.ensure_future(self._listen())
+        self._heartbeat = asyncio.ensure_future(self._beat(lease / 4))
 
     @classmethod
     async def open(
-        cls, address: str, rank, role: str, connection_args: dict, timeout: float
+        cls, address: str, rank, role: str, connection_args: dict, timeout: float, lease: float
     ) -> ControlChannel:
         """Connect to the scheduler at ``address`` and join as ``rank``."""
         comm = await connect(address, timeout=timeout, **connection_args)
         await comm.write({"op": HANDLER, "rank": rank, "role": role, "reply": False})
-        return cls(comm, address)
+        return cls(comm, address, lease)
+
+    async def _beat(self, interval: float) -> None:
+        while not self.stopped.done():
+            await asyncio.sleep(interval)
+            try:
+                await self.comm.write({"op": "heartbeat"})
+            except (CommClosedError, OSError):
+                return
 
     async def _listen(self) -> None:
         try:
@@ -281,6 +301,7 @@ class ControlChannel:
         :class:`ShutdownTimeoutError` after ``timeout`` seconds.
         """
         if not self.stopped.done():
+            self._heartbeat.cancel()
             message = {"op": "shutdown", "exit_code": exit_code, "reason": reason}
             try:
                 await self.comm.write(message)
@@ -297,6 +318,7 @@ class ControlChannel:
     async def close(self) -> None:
         """Leave the cluster: close the connection."""
         self._listener.cancel()
+        self._heartbeat.cancel()
         if not self.stopped.done():
             self.stopped.cancel()
         await self.comm.close()

@@ -16,7 +16,7 @@ class WorldTooSmallError(RunnerError):
 
 
 class DiscoveryTimeoutError(RunnerError, TimeoutError):
-    """The scheduler address did not appear before the discovery deadline."""
+    """The scheduler was not up and published before the discovery deadline."""
 
 
 class WorkersTimeoutError(RunnerError, TimeoutError):
@@ -25,6 +25,10 @@ class WorkersTimeoutError(RunnerError, TimeoutError):
 
 class SchedulerLostError(RunnerError):
     """The scheduler rank went away without shutting the cluster down."""
+
+
+class ClusterStoppedError(RunnerError):
+    """The cluster was stopped, with a failure, while the client code ran."""
 
 
 class ShutdownTimeoutError(RunnerError, TimeoutError):

@@ -5,6 +5,7 @@ Imported first by every workload script, before anything heavy, so the
 """
 
 import os
+import sys
 import time
 
 _STARTED = time.time()
@@ -20,7 +21,10 @@ def _rank() -> str:
 def emit(**fields) -> None:
     """Print one machine-readable line on stdout, flushed at once."""
     text = " ".join(f"{key}={value}" for key, value in fields.items())
-    print(f"BENCH {text}", flush=True)
+    # One write call per line: print() writes the newline separately, and
+    # with unbuffered output mpirun may then interleave another rank's line.
+    sys.stdout.write(f"BENCH {text}\n")
+    sys.stdout.flush()
 
 
 def rank_start() -> None:
