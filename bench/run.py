@@ -16,9 +16,11 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import hashlib
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -32,6 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = BENCH_DIR.parent / "dask_runners"
 WORKLOADS = BENCH_DIR / "workloads"
 TAG_VAR = "DASK_RUNNERS_BENCH_TAG"  # set in every launched process; finds stragglers
 PACKAGES = ("dask", "distributed", "dask-runners", "dask-jobqueue", "dask-mpi", "mpi4py")
@@ -72,6 +75,41 @@ IMPLS = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Which dask_runners code the launched processes import."""
+
+    package: Path  # the dask_runners directory they import
+    env: dict  # extra environment for every launched process
+    description: str
+
+    @classmethod
+    def snapshot(cls, into: Path) -> Source:
+        """Copy the package as it is now, and put the copy first on PYTHONPATH.
+
+        The source tree may be edited while the benchmark runs; the copy keeps
+        every run on the same code. PYTHONPATH comes before the editable
+        install's finder, so the copy is what gets imported.
+        """
+        shutil.copytree(PACKAGE_DIR, into / "dask_runners",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        path = os.pathsep.join(filter(None, [str(into), os.environ.get("PYTHONPATH")]))
+        description = f"snapshot of {_git_describe()} taken at start"
+        return cls(into / "dask_runners", {"PYTHONPATH": path}, description)
+
+    @classmethod
+    def live(cls) -> Source:
+        return cls(PACKAGE_DIR, {}, f"live tree at {PACKAGE_DIR} ({_git_describe()} at start)")
+
+    def fingerprint(self) -> str:
+        """Short hash of the package's Python files as they are now."""
+        digest = hashlib.sha256()
+        for path in sorted(self.package.rglob("*.py")):
+            digest.update(str(path.relative_to(self.package)).encode() + b"\0")
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:10]
+
+
 # --------------------------------------------------------------------------- one run
 @dataclasses.dataclass
 class Run:
@@ -91,6 +129,7 @@ class Run:
     strays: int = 0  # launched processes still alive when the launcher returned
     strays_killed: int = 0  # of those, still alive after the grace period
     load1: float | None = None  # 1-min load average just before the launch
+    src: str = ""  # hash of the dask_runners code the run imported
     log: str = ""  # stem of the saved stdout/stderr files
 
 
@@ -189,12 +228,14 @@ def stop_after_timeout(proc: subprocess.Popen, tag: str) -> tuple[str, str, int]
         return "", "(bench: output lost, the pipes did not close)\n", len(leftovers)
 
 
-def run_once(impl: Impl, ranks: int, repeat: int, timeout: float, log_dir: Path) -> Run:
+def run_once(
+    impl: Impl, ranks: int, repeat: int, timeout: float, log_dir: Path, source: Source
+) -> Run:
     """Launch one implementation once in a fresh directory and measure it."""
-    run = Run(impl.name, impl.launcher.name, ranks, repeat)
+    run = Run(impl.name, impl.launcher.name, ranks, repeat, src=source.fingerprint())
     run.log = f"{impl.launcher.name}-{impl.name}-n{ranks}-r{repeat}"
     tag = uuid.uuid4().hex
-    env = {**os.environ, **impl.launcher.env, TAG_VAR: tag}
+    env = {**os.environ, **source.env, **impl.launcher.env, TAG_VAR: tag}
     timed_out, killed = False, 0
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-") as cwd:
         run.load1 = os.getloadavg()[0]
@@ -216,6 +257,9 @@ def run_once(impl: Impl, ranks: int, repeat: int, timeout: float, log_dir: Path)
             end = time.time()
             timed_out = True
             stdout, stderr, killed = stop_after_timeout(proc, tag)
+        except BaseException:  # Ctrl-C: the launcher has its own session, stop it too
+            stop_after_timeout(proc, tag)
+            raise
         strays, strays_killed = reap_strays(tag, grace=5.0)
         run.strays, run.strays_killed = strays + killed, strays_killed + killed
     (log_dir / f"{run.log}.out").write_text(stdout)
@@ -255,11 +299,11 @@ def schedule(impls: list[Impl], ranks: list[int], repeats: int):
                 yield repeat, n, impl
 
 
-def run_suite(impls, ranks, repeats, timeout, log_dir) -> list[Run]:
+def run_suite(impls, ranks, repeats, timeout, log_dir, source: Source) -> list[Run]:
     runs = []
     plan = list(schedule(impls, ranks, repeats))
     for i, (repeat, n, impl) in enumerate(plan, 1):
-        run = run_once(impl, n, repeat, timeout, log_dir)
+        run = run_once(impl, n, repeat, timeout, log_dir, source)
         runs.append(run)
         print(
             f"[{i:3d}/{len(plan)}] {impl.launcher.name:6s} {impl.name:15s} n={n:<3d} "
@@ -287,7 +331,9 @@ IMPORT_SNIPPET = (
 )
 
 
-def measure_import(module: str, n: int = 10, cached: bool = False) -> tuple[float, float]:
+def measure_import(
+    module: str, source: Source, n: int = 10, cached: bool = False
+) -> tuple[float, float]:
     """Median seconds of (import distributed, then import ``module`` on top).
 
     ``cached=True`` lets Python keep bytecode, in a throw-away
@@ -298,7 +344,7 @@ def measure_import(module: str, n: int = 10, cached: bool = False) -> tuple[floa
     """
     code = IMPORT_SNIPPET.format(module=module)
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-pyc-") as prefix:
-        env = dict(os.environ)
+        env = {**os.environ, **source.env}
         if cached:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = prefix
@@ -307,15 +353,20 @@ def measure_import(module: str, n: int = 10, cached: bool = False) -> tuple[floa
             out = subprocess.run(
                 [sys.executable, "-c", code],
                 capture_output=True, text=True, timeout=60, check=True, env=env,
+                cwd=tempfile.gettempdir(),  # not the repository, whose package would win
             ).stdout
             if i:  # the first run warms the file and bytecode caches
                 samples.append(tuple(map(float, out.split())))
     return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
 
-def measure_imports(modules=("dask_runners", "dask_jobqueue", "dask_mpi")) -> dict:
+def measure_imports(source: Source, modules=("dask_runners", "dask_jobqueue", "dask_mpi")) -> dict:
     """{(module, cached): (distributed s, added s)} for every module, both ways."""
-    return {(m, cached): measure_import(m, cached=cached) for m in modules for cached in (False, True)}
+    return {
+        (m, cached): measure_import(m, source, cached=cached)
+        for m in modules
+        for cached in (False, True)
+    }
 
 
 # --------------------------------------------------------------------------- summary
@@ -360,7 +411,7 @@ def group_stats(runs: list[Run]) -> dict:
     return stats
 
 
-def header_lines(import_costs: dict[str, tuple[float, float]], args) -> list[str]:
+def header_lines(import_costs: dict, runs: list[Run], source: Source, args) -> list[str]:
     versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
     lines = [
         "# dask_runners benchmark",
@@ -371,7 +422,7 @@ def header_lines(import_costs: dict[str, tuple[float, float]], args) -> list[str
         f"- packages: {versions}",
         f"- launchers: {_first_line(['srun', '--version'])}; "
         f"{_first_line(['mpirun', '--version'])}",
-        f"- dask_runners source: {_git_describe()}",
+        f"- dask_runners source: {source.description}; {_source_states(runs)}",
         f"- ranks {args.ranks}, {args.repeat} repeats, timeout {args.timeout:g} s per run",
         f"- 1-min load average: {_fmt(args.load_before)} before, {_fmt(os.getloadavg()[0])} after",
         "",
@@ -393,6 +444,14 @@ def header_lines(import_costs: dict[str, tuple[float, float]], args) -> list[str
         "Bytecode cached: in a temporary PYTHONPYCACHEPREFIX.",
     ]
     return lines
+
+
+def _source_states(runs: list[Run]) -> str:
+    states = list(dict.fromkeys(r.src for r in runs))
+    if len(states) <= 1:
+        return f"code hash {states[0] if states else '?'} for every run"
+    return (f"WARNING: the code changed during the benchmark, {len(states)} states "
+            f"({', '.join(states)}); see the src column of runs.csv")
 
 
 def results_table(stats: dict) -> list[str]:
@@ -457,10 +516,10 @@ def problems_list(runs: list[Run]) -> list[str]:
     return lines
 
 
-def summary_markdown(runs, impls, import_costs, args) -> str:
+def summary_markdown(runs, impls, import_costs, source, args) -> str:
     stats = group_stats(runs)
     sections = [
-        header_lines(import_costs, args),
+        header_lines(import_costs, runs, source, args),
         results_table(stats),
         ratio_table(stats, impls),
         problems_list(runs),
@@ -537,6 +596,9 @@ def parse_args(argv=None):
     parser.add_argument("--only", nargs="+", metavar="LAUNCHER/IMPL",
                         help="run a subset, e.g. srun/ours_slurm mpirun/floor")
     parser.add_argument("--plot", action="store_true", help="PNG plots (needs matplotlib)")
+    parser.add_argument("--live", action="store_true",
+                        help="import dask_runners from the source tree as it changes, "
+                             "instead of a snapshot taken at start")
     return parser.parse_args(argv)
 
 
@@ -557,11 +619,14 @@ def main(argv=None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
 
     args.load_before = os.getloadavg()[0]
-    import_costs = measure_imports()
-    runs = run_suite(impls, args.ranks, args.repeat, args.timeout, log_dir)
+    with tempfile.TemporaryDirectory(prefix="dask-runners-bench-src-") as snapshot_dir:
+        source = Source.live() if args.live else Source.snapshot(Path(snapshot_dir))
+        print(f"dask_runners: {source.description}", flush=True)
+        import_costs = measure_imports(source)
+        runs = run_suite(impls, args.ranks, args.repeat, args.timeout, log_dir, source)
 
     write_csv(runs, args.out / "runs.csv")
-    summary = summary_markdown(runs, impls, import_costs, args)
+    summary = summary_markdown(runs, impls, import_costs, source, args)
     (args.out / "summary.md").write_text(summary)
     print()
     print(summary)

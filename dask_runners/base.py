@@ -31,6 +31,7 @@ import time
 from typing import NoReturn
 
 from dask.utils import parse_timedelta
+from distributed import Worker
 from distributed.core import Status, rpc
 from distributed.utils import LoopRunner, SyncMethodMixin, import_term
 from tornado.ioloop import IOLoop
@@ -82,6 +83,18 @@ def _stop_child_processes_from_rerunning_main() -> None:
     if main is not None:
         main.__spec__ = None
         main.__dict__.pop("__file__", None)
+
+
+async def _close_server(server, reason: str) -> None:
+    """Close a worker or nanny without waiting for tasks still running.
+
+    A worker waits for its running tasks by default; a task that sleeps for
+    an hour would hold the whole job's shutdown for an hour.
+    """
+    if isinstance(server, Worker):
+        await server.close(reason=reason, executor_wait=False)
+    else:
+        await server.close(reason=reason)
 
 
 class BaseRunner(SyncMethodMixin, abc.ABC):
@@ -381,7 +394,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         await self.on_worker_start(server)
         exit_code = await self._serve_until_stopped(server, channel)
         self.status = Status.closing
-        await server.close(reason=f"dask-runners: {self._tag} stopping")
+        await _close_server(server, f"dask-runners: {self._tag} stopping")
         if channel is not None:
             await channel.close()
         self.status = Status.closed
@@ -478,7 +491,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         if self._control is not None:
             self._control.request_close(self._signal_exit, f"the scheduler rank received a signal")
         elif self._server is not None:
-            await self._server.close(reason=f"dask-runners: {self._tag} received a signal")
+            await _close_server(self._server, f"dask-runners: {self._tag} received a signal")
         elif self._start_task is not None:
             self._start_task.cancel()
 

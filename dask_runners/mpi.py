@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import traceback
 
 from .base import BaseRunner, Role
 from .config import backoff_delays
@@ -84,6 +86,17 @@ class MPIRunner(BaseRunner):
 
     def describe_discovery(self) -> str:
         return f"the scheduler address broadcast from MPI rank {SCHEDULER_RANK}"
+
+    def abort_start(self, exc: BaseException) -> None:
+        """End the whole MPI job: this rank failed before the cluster was up.
+
+        The other ranks may be waiting in the broadcast or for this rank to
+        join; ``MPI_Abort`` ends them all now instead of at their deadlines.
+        The error is printed first, since the abort ends this process too.
+        """
+        traceback.print_exception(exc)
+        sys.stderr.flush()
+        self.comm.Abort(1)
 
     def exit_process(self, exit_code: int):
         """Finalize MPI, then leave as every runner does.

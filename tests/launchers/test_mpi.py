@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from .conftest import OPEN_MPI_ENV, PYTHON, launch, mpi4py_importable, need, slurm_is_up, standard_script
+from ..launch import OPEN_MPI_ENV, PYTHON, launch, mpi4py_importable, need, slurm_is_up, standard_script
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from .conftest import PYTHON, launch, need, slurm_is_up, standard_script, write_script
+from ..launch import PYTHON, launch, need, slurm_is_up, standard_script, write_script
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 

@@ -1,4 +1,4 @@
-"""Launch real srun / mpirun / mpiexec jobs and look at what they left.
+"""Helpers to launch real srun / mpirun / mpiexec jobs and look at what they left.
 
 Tests here skip when a launcher is missing, unless the environment variable
 ``DASK_RUNNERS_REQUIRE_LAUNCHERS=1`` is set (as CI does): then a missing
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Launch:
     stderr: str
     seconds: float
     leftovers: list[str]
+    after_signal: float | None = None
 
     @property
     def tracebacks(self) -> int:
@@ -70,11 +72,14 @@ def processes_running(marker: str) -> list[str]:
     return found
 
 
-def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT) -> Launch:
+def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()) -> Launch:
     """Run a launcher to completion (or kill it at ``timeout``) and report.
 
     ``env`` adds to this process's environment; a value of None removes a
-    variable.
+    variable. When a line of stdout starts with ``when``, each item of
+    ``send`` is done, 0.2 s apart: a signal number is sent to the launcher, a
+    callable is called with the line. :attr:`Launch.after_signal` is the time
+    from the first to the launcher's return.
     """
     environment = {**os.environ, **(env or {})}
     environment = {k: v for k, v in environment.items() if v is not None}
@@ -88,19 +93,41 @@ def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT) -> Launch:
         text=True,
         start_new_session=True,
     )
+    stdout_lines, stderr_chunks, signalled = [], [], []
+
+    def read_stdout():
+        for line in proc.stdout:
+            stdout_lines.append(line)
+            if when is not None and line.startswith(when) and not signalled:
+                for action in send:
+                    signalled.append(time.perf_counter())
+                    action(line) if callable(action) else proc.send_signal(action)
+                    time.sleep(0.2)
+
+    readers = [
+        threading.Thread(target=read_stdout, daemon=True),
+        threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
-        stdout, stderr = proc.communicate()
-        stderr += f"\n[test harness: killed after {timeout} s]"
+        proc.wait()
+        stderr_chunks.append(f"\n[test harness: killed after {timeout} s]")
     seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    for reader in readers:
+        reader.join(timeout=10)
+    stdout, stderr = "".join(stdout_lines), "".join(stderr_chunks)
     leftovers = processes_running(str(cwd))
     deadline = time.monotonic() + 2
     while leftovers and time.monotonic() < deadline:
         time.sleep(0.1)
         leftovers = processes_running(str(cwd))
-    return Launch(list(map(str, argv)), proc.returncode, stdout, stderr, seconds, leftovers)
+    after_signal = end - signalled[0] if signalled else None
+    return Launch(list(map(str, argv)), proc.returncode, stdout, stderr, seconds, leftovers, after_signal)
 
 
 def need(condition: bool, what: str) -> None:
@@ -126,24 +153,7 @@ def mpi4py_importable(env=None) -> bool:
     return out.returncode == 0
 
 
-@pytest.fixture(scope="session")
-def mpich_env(tmp_path_factory) -> dict:
-    """Environment under which mpi4py (an Open MPI build) loads MPICH instead."""
-    candidates = sorted(Path("/usr/lib").glob("*/libmpich.so.12")) + sorted(Path("/usr/lib").glob("libmpich.so.12"))
-    need(bool(candidates) and shutil.which("mpiexec.mpich") is not None, "MPICH")
-    libdir = tmp_path_factory.mktemp("mpich-lib")
-    (libdir / "libmpi.so.12").symlink_to(candidates[0])
-    library_path = os.pathsep.join(filter(None, [str(libdir), os.environ.get("LD_LIBRARY_PATH")]))
-    return {"MPI4PY_MPIABI": "mpich", "LD_LIBRARY_PATH": library_path}
-
-
 OPEN_MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-
-
-@pytest.fixture
-def job_dir(tmp_path) -> Path:
-    """A working directory for one job, on the (shared) filesystem."""
-    return tmp_path
 
 
 def write_script(directory: Path, body: str, name="job.py") -> Path:

@@ -1,0 +1,28 @@
+"""Fixtures shared by the launcher and fault-injection tests."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .launch import need
+
+
+@pytest.fixture(scope="session")
+def mpich_env(tmp_path_factory) -> dict:
+    """Environment under which mpi4py (an Open MPI build) loads MPICH instead."""
+    candidates = sorted(Path("/usr/lib").glob("*/libmpich.so.12")) + sorted(Path("/usr/lib").glob("libmpich.so.12"))
+    need(bool(candidates) and shutil.which("mpiexec.mpich") is not None, "MPICH")
+    libdir = tmp_path_factory.mktemp("mpich-lib")
+    (libdir / "libmpi.so.12").symlink_to(candidates[0])
+    library_path = os.pathsep.join(filter(None, [str(libdir), os.environ.get("LD_LIBRARY_PATH")]))
+    return {"MPI4PY_MPIABI": "mpich", "LD_LIBRARY_PATH": library_path}
+
+
+@pytest.fixture
+def job_dir(tmp_path) -> Path:
+    """A working directory for one job, on the (shared) filesystem."""
+    return tmp_path
+
+
