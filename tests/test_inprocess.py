@@ -175,3 +175,23 @@ async def test_a_subclass_needs_only_the_two_required_hooks(tmp_path):
 async def test_base_runner_cannot_be_made_without_the_required_hooks():
     with pytest.raises(TypeError, match="get_role"):
         BaseRunner()
+
+
+async def test_heartbeats_keep_a_quiet_client_alive_past_the_lease():
+    async def idle(runner):
+        await asyncio.sleep(1.5)  # three leases without any other traffic
+        return "alive"
+
+    codes, outcome = await run_world(3, idle, timeouts={"lease": 0.5, "shutdown": 5})
+    assert outcome["result"] == "alive"
+    assert codes == {0: 0, 2: 0}
+
+
+async def test_a_silent_client_counts_as_gone_after_the_lease():
+    async def silent(runner):
+        runner._channel._heartbeat.cancel()  # as if its node had vanished
+        await asyncio.sleep(2)
+        return runner._channel.stopped.exception()
+
+    codes, outcome = await run_world(3, silent, timeouts={"lease": 0.5, "shutdown": 5})
+    assert codes == {0: 1, 2: 1}
