@@ -56,12 +56,14 @@ def test_sixteen_ranks_run_clean(job_dir, launcher, request):
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_failing_body_fails_the_job_quickly(job_dir, launcher, request):
     prefix, env = request.getfixturevalue(launcher)
-    script = standard_script(job_dir, "MPIRunner", extra='raise ValueError("boom in the body")')
-    result = launch([*prefix, "4", PYTHON, script], job_dir, env)
+    script = standard_script(
+        job_dir, "MPIRunner", extra='print("RAISING", flush=True); raise ValueError("boom in the body")'
+    )
+    result = launch([*prefix, "4", PYTHON, script], job_dir, env, when="RAISING", send=[lambda line: None])
     assert result.returncode != 0, result.report()
     assert result.tracebacks == 1, result.report()
     assert "ValueError: boom in the body" in result.stderr
-    assert result.seconds < 15, result.report()
+    assert result.after_signal < 1.0, result.report()
     assert result.leftovers == []
 
 

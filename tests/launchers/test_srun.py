@@ -36,12 +36,14 @@ def test_nanny_workers_run_clean(job_dir):
 
 
 def test_failing_body_prints_one_traceback_and_fails_the_step_quickly(job_dir):
-    script = standard_script(job_dir, "SLURMRunner", extra='raise ValueError("boom in the body")')
-    result = srun(4, script, job_dir)
+    script = standard_script(
+        job_dir, "SLURMRunner", extra='print("RAISING", flush=True); raise ValueError("boom in the body")'
+    )
+    result = launch(["srun", "-n", "4", PYTHON, script], job_dir, when="RAISING", send=[lambda line: None])
     assert result.returncode != 0, result.report()
     assert result.tracebacks == 1, result.report()
     assert "ValueError: boom in the body" in result.stderr
-    assert result.seconds < 15, result.report()
+    assert result.after_signal < 1.0, result.report()
     assert result.leftovers == []
     assert list(job_dir.glob("scheduler-*.json")) == []
 
