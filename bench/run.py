@@ -129,6 +129,7 @@ class Run:
     strays: int = 0  # launched processes still alive when the launcher returned
     strays_killed: int = 0  # of those, still alive after the grace period
     load1: float | None = None  # 1-min load average just before the launch
+    other_jobs: int | None = None  # Slurm jobs of anyone else running at launch
     src: str = ""  # hash of the dask_runners code the run imported
     log: str = ""  # stem of the saved stdout/stderr files
 
@@ -202,6 +203,16 @@ def reap_strays(tag: str, grace: float) -> tuple[int, int]:
     return len(alive), len(remaining)
 
 
+def running_slurm_jobs() -> int | None:
+    """How many Slurm jobs are running now (none of ours is, between runs)."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return len(out.split())
+
+
 def stop_after_timeout(proc: subprocess.Popen, tag: str) -> tuple[str, str, int]:
     """End a timed-out run; return its output and how many leftovers were killed.
 
@@ -233,12 +244,14 @@ def run_once(
 ) -> Run:
     """Launch one implementation once in a fresh directory and measure it."""
     run = Run(impl.name, impl.launcher.name, ranks, repeat, src=source.fingerprint())
-    run.log = f"{impl.launcher.name}-{impl.name}-n{ranks}-r{repeat}"
+    which = f"r{repeat}" if repeat >= 0 else "warmup"
+    run.log = f"{impl.launcher.name}-{impl.name}-n{ranks}-{which}"
     tag = uuid.uuid4().hex
     env = {**os.environ, **source.env, **impl.launcher.env, TAG_VAR: tag}
     timed_out, killed = False, 0
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-") as cwd:
         run.load1 = os.getloadavg()[0]
+        run.other_jobs = running_slurm_jobs()
         start = time.time()
         proc = subprocess.Popen(
             impl.command(ranks),
@@ -313,6 +326,24 @@ def run_suite(impls, ranks, repeats, timeout, log_dir, source: Source) -> list[R
             flush=True,
         )
     return runs
+
+
+def warm_up(impls, ranks: int, timeout: float, log_dir: Path, source: Source) -> bool:
+    """Run every implementation once, unrecorded; say whether all succeeded.
+
+    This fills the file cache, and catches a broken setup (or a package caught
+    mid-edit) in one short round rather than a timeout per run.
+    """
+    ok = True
+    for impl in impls:
+        run = run_once(impl, ranks, -1, timeout, log_dir, source)
+        print(f"warm-up {impl.launcher.name:6s} {impl.name:15s} n={ranks:<3d} {run.status}",
+              flush=True)
+        if run.status != "ok":
+            ok = False
+            err = (log_dir / f"{run.log}.err").read_text().splitlines()
+            print("\n".join(["    " + line for line in err[-15:]]), flush=True)
+    return ok
 
 
 def write_csv(runs: list[Run], path: Path) -> None:
@@ -577,7 +608,7 @@ def plot(runs: list[Run], out: Path) -> None:
                     data.append(values)
             if data:
                 ax.boxplot(data)
-                ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
+                ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=30)
             ax.set_title(f"{launcher}: {metric} (s)")
         fig.tight_layout()
         path = out / f"{launcher}.png"
@@ -596,6 +627,8 @@ def parse_args(argv=None):
     parser.add_argument("--only", nargs="+", metavar="LAUNCHER/IMPL",
                         help="run a subset, e.g. srun/ours_slurm mpirun/floor")
     parser.add_argument("--plot", action="store_true", help="PNG plots (needs matplotlib)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the unrecorded round that first runs every implementation once")
     parser.add_argument("--live", action="store_true",
                         help="import dask_runners from the source tree as it changes, "
                              "instead of a snapshot taken at start")
@@ -622,6 +655,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-src-") as snapshot_dir:
         source = Source.live() if args.live else Source.snapshot(Path(snapshot_dir))
         print(f"dask_runners: {source.description}", flush=True)
+        if not args.no_warmup and not warm_up(
+            impls, min(args.ranks), min(args.timeout, 60.0), log_dir, source
+        ):
+            print("warm-up failed; not benchmarking (logs in {}; --no-warmup to skip)".format(log_dir))
+            return 2
         import_costs = measure_imports(source)
         runs = run_suite(impls, args.ranks, args.repeat, args.timeout, log_dir, source)
 

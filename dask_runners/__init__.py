@@ -3,6 +3,7 @@
 from .base import BaseRunner, Role
 from .config import Timeouts
 from .exceptions import (
+    ClusterStoppedError,
     DiscoveryTimeoutError,
     LauncherEnvironmentError,
     RunnerError,
@@ -12,13 +13,16 @@ from .exceptions import (
     WorldTooSmallError,
 )
 from .mpi import MPIRunner
+from .signals import JobInterrupted
 from .slurm import SLURMRunner
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BaseRunner",
+    "ClusterStoppedError",
     "DiscoveryTimeoutError",
+    "JobInterrupted",
     "LauncherEnvironmentError",
     "MPIRunner",
     "Role",

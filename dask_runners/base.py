@@ -85,6 +85,10 @@ def _stop_child_processes_from_rerunning_main() -> None:
         main.__dict__.pop("__file__", None)
 
 
+class _StartInterrupted(Exception):
+    """A signal ended this rank's start; it leaves with the signal's exit code."""
+
+
 async def _close_server(server, reason: str) -> None:
     """Close a worker or nanny without waiting for tasks still running.
 
@@ -121,7 +125,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         Keyword arguments for the worker class.
     timeouts : dict, optional
         Deadlines in seconds by name (``discovery``, ``workers``,
-        ``shutdown``); see :class:`dask_runners.config.Timeouts`.
+        ``shutdown``, ``lease``); see :class:`dask_runners.config.Timeouts`.
     security : distributed.Security, optional
         Passed to the scheduler, the workers and ``Client(runner)``.
     preemption_signal : int or None
@@ -190,6 +194,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self._start_task: asyncio.Task | None = None
         self._signals: SignalHandlers | None = None
         self._signal_exit: int | None = None
+        self._signal_received: int | None = None
         self._failure: Exception | None = None
         self._failure_raised = False
         self._shutdown_requested = False
@@ -355,6 +360,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             scheduler, expected, self.timeouts.shutdown, self.timeouts.lease
         )
         self._control.install()
+        if self.client:
+            self._control.expect_client(self.timeouts.discovery)
         self.scheduler_address = scheduler.address
         await self.set_scheduler_address(scheduler)
         return scheduler
@@ -444,7 +451,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.status = Status.closing
         try:
             if not self._channel.stopped.done():
-                await self._channel.request_shutdown(exit_code, reason, self.timeouts.shutdown)
+                # The scheduler spends up to the shutdown deadline draining the
+                # workers before it answers; wait for it a little longer.
+                wait = 2 * self.timeouts.shutdown
+                await self._channel.request_shutdown(exit_code, reason, wait)
             elif self._failure is not None and not self._failure_raised:
                 raise self._failure
         finally:
@@ -454,7 +464,12 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     async def _start_once(self) -> int | None:
         if self._start_task is None:
             self._start_task = asyncio.ensure_future(self._start())
-        return await self._start_task
+        try:
+            return await self._start_task
+        except asyncio.CancelledError:
+            if self._signal_exit is None:
+                raise
+            raise _StartInterrupted from None
 
     # -- signals -------------------------------------------------------------------
     def _handle_signal(self, signum: int, frame) -> None:
@@ -479,12 +494,13 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             raise JobInterrupted(signum, exit_code)
-        if self.role is Role.client or self._signal_exit is not None:
+        if self._shutdown_requested or self._signal_exit is not None:
             return  # already shutting down
         logger.warning(
             "%s: received %s; closing (exit code %d)", self._tag, signal_name(signum), exit_code
         )
         self._signal_exit = exit_code
+        self._signal_received = signum
         self.loop.add_callback(self._stop_on_signal)
 
     async def _stop_on_signal(self) -> None:
@@ -512,8 +528,12 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.loop = self._loop_runner.loop
         try:
             exit_code = self.sync(self._start_once)
-        except asyncio.CancelledError:
+        except _StartInterrupted:
             exit_code = self._signal_exit  # a signal ended the start
+            if self.role is Role.client:
+                self._signals.restore()
+                self._loop_runner.stop()
+                raise JobInterrupted(self._signal_received, exit_code) from None
         except Exception as e:
             self.abort_start(e)
             raise
@@ -552,7 +572,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             self.loop = self.loop or IOLoop.current()
             try:
                 exit_code = await self._start_once()
-            except asyncio.CancelledError:
+            except _StartInterrupted:
                 exit_code = self._signal_exit
             except Exception as e:
                 self.abort_start(e)

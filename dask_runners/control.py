@@ -92,6 +92,30 @@ class ClusterControl(SchedulerPlugin):
         self._stopping = False
         self._member_joined = asyncio.Event()
         self._drained: asyncio.Task | None = None
+        self._client_watch: asyncio.Task | None = None
+
+    def expect_client(self, deadline: float) -> None:
+        """End the job if no client rank joins within ``deadline`` seconds.
+
+        A client rank that fails before it joins (its own start failed, or it
+        died) closes no connection the scheduler knows of; without this the
+        scheduler and workers would serve until the job's time limit.
+        """
+
+        async def watch():
+            await asyncio.sleep(deadline)
+            if not any(m.role == "client" for m in self.members.values()):
+                logger.error(
+                    "scheduler rank: no client rank joined within %.0f s "
+                    "(runners.timeouts.discovery); look at the client rank's "
+                    "output (rank 1). Shutting the job down with exit code 1",
+                    deadline,
+                )
+                if self.expected_members is not None:
+                    self.expected_members -= 1  # do not wait for it to join now
+                self.request_close(1, "the client rank never joined")
+
+        self._client_watch = asyncio.ensure_future(watch())
 
     def install(self) -> None:
         """Add the control handler and this plugin to the scheduler."""
@@ -114,6 +138,8 @@ class ClusterControl(SchedulerPlugin):
         self._member_joined.set()
         if self._stopping and role != "client":
             await self._send_stop(member)
+        else:
+            await comm.write({"op": "welcome"})
         try:
             while True:
                 message = await asyncio.wait_for(comm.read(), self.lease)
@@ -161,6 +187,8 @@ class ClusterControl(SchedulerPlugin):
 
     # -- the shutdown sequence -------------------------------------------------
     async def before_close(self) -> None:
+        if self._client_watch is not None:
+            self._client_watch.cancel()
         await self.drain()
 
     def drain(self) -> asyncio.Task:
@@ -256,7 +284,9 @@ class ControlChannel:
     def __init__(self, comm, address: str, lease: float):
         self.comm = comm
         self.address = address
-        self.stopped: asyncio.Future[StopOrder] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.stopped: asyncio.Future[StopOrder] = loop.create_future()
+        self.joined: asyncio.Future[None] = loop.create_future()
         self._listener = asyncio.ensure_future(self._listen())
         self._heartbeat = asyncio.ensure_future(self._beat(lease / 4))
 
@@ -267,7 +297,11 @@ class ControlChannel:
         """Connect to the scheduler at ``address`` and join as ``rank``."""
         comm = await connect(address, timeout=timeout, **connection_args)
         await comm.write({"op": HANDLER, "rank": rank, "role": role, "reply": False})
-        return cls(comm, address, lease)
+        channel = cls(comm, address, lease)
+        # The first message says whether the cluster is still up: a rank that
+        # joins a cluster already shutting down is told to stop right away.
+        await asyncio.wait_for(asyncio.shield(channel.joined), timeout)
+        return channel
 
     async def _beat(self, interval: float) -> None:
         while not self.stopped.done():
@@ -281,10 +315,14 @@ class ControlChannel:
         try:
             while True:
                 message = await self.comm.read()
+                if not self.joined.done():
+                    self.joined.set_result(None)
                 if message.get("op") == "stop" and not self.stopped.done():
                     order = StopOrder(message["exit_code"], message["reason"])
                     self.stopped.set_result(order)
         except (CommClosedError, OSError):
+            if not self.joined.done():
+                self.joined.set_result(None)
             if not self.stopped.done():
                 self.stopped.set_exception(
                     SchedulerLostError(
@@ -312,7 +350,7 @@ class ControlChannel:
         except asyncio.TimeoutError as e:
             raise ShutdownTimeoutError(
                 f"the scheduler at {self.address} did not confirm the shutdown "
-                f"within {timeout:.0f} s (runners.timeouts.shutdown)"
+                f"within {timeout:.0f} s (twice runners.timeouts.shutdown)"
             ) from e
 
     async def close(self) -> None:

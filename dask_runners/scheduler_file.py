@@ -70,13 +70,19 @@ def write_scheduler_file(path: Path, address: str, stamp: dict, extra: dict | No
         raise
 
 
-def look(path: Path, stamp: dict) -> FileState:
-    """Look once at ``path``: one ``open``, no separate ``stat``."""
+def look(path: Path, stamp: dict | None) -> FileState:
+    """Look once at ``path``: one ``open``, no separate ``stat``.
+
+    With ``stamp=None`` any complete scheduler file is accepted, including
+    one written by ``dask scheduler --scheduler-file`` or
+    ``Scheduler(scheduler_file=...)``: that is how ranks join a scheduler
+    started outside the job, whose freshness cannot be checked.
+    """
     try:
         with open(path) as f:
             content = json.load(f)
-        found = content["dask_runners"]["stamp"]
         address = content["address"]
+        found = content["dask_runners"]["stamp"] if stamp is not None else stamp
     except FileNotFoundError:
         return FileState("missing")
     except (OSError, ValueError, KeyError, TypeError):

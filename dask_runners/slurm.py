@@ -85,7 +85,9 @@ class SLURMRunner(BaseRunner):
         Where to write the scheduler file; ``{job_id}`` and ``{step_id}`` are
         filled in. The default, ``scheduler-{job_id}.{step_id}.json`` in the
         working directory, is unique to the job step. The directory must be
-        on a filesystem every node of the job sees.
+        on a filesystem every node of the job sees. With ``scheduler=False``
+        this names the file of a scheduler started outside the job, and any
+        complete scheduler file there is trusted.
     environ : mapping, optional
         The environment to read ``SLURM_*`` variables from; default
         ``os.environ``.
@@ -108,7 +110,10 @@ class SLURMRunner(BaseRunner):
         self.world_size = self.step.n_tasks
         name = str(scheduler_file).format(job_id=self.step.job_id, step_id=self.step.step_id)
         self.scheduler_file = Path(name).absolute()
-        self._reader = SchedulerFileReader(self.scheduler_file, self.step.stamp())
+        # Without a scheduler of our own, the file comes from outside the job
+        # and carries no stamp of this step.
+        stamp = self.step.stamp() if self.scheduler else None
+        self._reader = SchedulerFileReader(self.scheduler_file, stamp)
         if self.step.cpus_per_task:
             self.worker_options.setdefault("nthreads", self.step.cpus_per_task)
 

@@ -195,3 +195,32 @@ async def test_a_silent_client_counts_as_gone_after_the_lease():
 
     codes, outcome = await run_world(3, silent, timeouts={"lease": 0.5, "shutdown": 5})
     assert codes == {0: 1, 2: 1}
+
+
+async def test_a_late_worker_rank_is_stopped_before_it_starts_a_worker():
+    started = []
+
+    class Recording(InProcessRunner):
+        async def before_worker_start(self):
+            started.append(self.rank)
+
+    async def quick(runner):
+        return "done"
+
+    codes, _ = await run_world(4, quick, start_delays={3: 1.0}, runner_class=Recording)
+    assert codes[3] == 0
+    assert 3 not in started
+
+
+async def test_a_client_rank_that_never_joins_ends_the_job_at_the_discovery_deadline():
+    world = InProcessWorld(3)
+
+    async def rank_main(rank):
+        try:
+            async with InProcessRunner(world, rank, **{**LIGHT, "timeouts": {"discovery": 1, "shutdown": 5}}):
+                pass
+        except RankExited:
+            pass
+
+    await asyncio.wait_for(asyncio.gather(rank_main(0), rank_main(2)), 20)
+    assert world.exit_codes == {0: 1, 2: 1}

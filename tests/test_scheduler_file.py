@@ -93,3 +93,12 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_scheduler_file(tmp_path / "scheduler.json", "tcp://a:1", STAMP)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_a_stamp_any_complete_scheduler_file_is_accepted(tmp_path):
+    path = tmp_path / "scheduler.json"
+    path.write_text(json.dumps({"type": "Scheduler", "address": "tcp://outside:8786"}))
+    assert look(path, None).address == "tcp://outside:8786"
+    assert look(path, STAMP).kind == "partial"
+    path.write_text('{"address": "tcp://out')
+    assert look(path, None).kind == "partial"

@@ -51,6 +51,7 @@ class Stuck({runner}):
     async def before_scheduler_start(self):
         await asyncio.sleep(3600)
 
+print("STARTING", os.environ.get("SLURM_JOB_ID"), flush=True)
 with Stuck() as runner:
     with Client(runner) as client:
         print("SHOULD NOT GET HERE", flush=True)

@@ -2,6 +2,7 @@
 
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -137,4 +138,16 @@ def test_ctrl_c_twice_at_srun_ends_the_step_at_once(job_dir):
     assert result.returncode != 0, result.report()
     assert "received SIGINT" in result.stderr, result.report()
     assert result.after_signal < 5, result.report()
+    assert result.leftovers == []
+
+
+def test_scancel_while_the_ranks_are_still_starting_ends_them_all(job_dir):
+    script = scripts.write(job_dir, scripts.SCHEDULER_STUCK, "SLURMRunner")
+    script.write_text(script.read_text().replace("class Stuck(Stuck)", "class Stuck(SLURMRunner)").replace(
+        "import Stuck,", "import SLURMRunner,"))
+    cancel = scancel()
+    result = srun(script, job_dir, when="STARTING", send=[lambda line: time.sleep(2) or cancel(line)])
+    assert result.returncode == 143, result.report()
+    assert result.stderr.count("received SIGTERM") == 4, result.report()
+    assert result.after_signal < 8, result.report()
     assert result.leftovers == []
