@@ -85,6 +85,21 @@ def _stop_child_processes_from_rerunning_main() -> None:
         main.__dict__.pop("__file__", None)
 
 
+async def _poll_for_workers(scheduler, n_workers: int, timeout: float) -> list[str]:
+    """Poll a scheduler that is not ours (``scheduler=False``) for running workers."""
+    deadline = time.monotonic() + timeout
+    for delay in backoff_delays(first=0.01, cap=0.2):
+        info = await scheduler.identity(n_workers=-1)
+        running = sorted(
+            str(w.get("name"))
+            for w in info["workers"].values()
+            if w.get("status") == Status.running.name
+        )
+        if len(running) >= n_workers or time.monotonic() + delay > deadline:
+            return running
+        await asyncio.sleep(delay)
+
+
 class _StartInterrupted(Exception):
     """A signal ended this rank's start; it leaves with the signal's exit code."""
 
@@ -624,28 +639,19 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         if timeout is None:
             timeout = self.timeouts.workers
         timeout = parse_timedelta(timeout, default="s")
-        deadline = time.monotonic() + timeout
-        scheduler = rpc(
-            self.scheduler_address, connection_args=self._connection_args("client")
-        )
+        scheduler = rpc(self.scheduler_address, connection_args=self._connection_args("client"))
         try:
-            for delay in backoff_delays(first=0.01, cap=0.2):
-                info = await scheduler.identity(n_workers=-1)
-                running = [
-                    w.get("name")
-                    for w in info["workers"].values()
-                    if w.get("status") == Status.running.name
-                ]
-                if len(running) >= n_workers:
-                    return
-                if time.monotonic() + delay > deadline:
-                    raise WorkersTimeoutError(
-                        f"timed out after {timeout:.0f} s waiting for {n_workers} "
-                        f"workers: {len(running)} arrived (names {sorted(map(str, running))})"
-                    )
-                await asyncio.sleep(delay)
+            if self.scheduler:
+                running = await scheduler.dask_runners_wait_for_workers(n=n_workers, timeout=timeout)
+            else:
+                running = await _poll_for_workers(scheduler, n_workers, timeout)
         finally:
             await scheduler.close_rpc()
+        if len(running) < n_workers:
+            raise WorkersTimeoutError(
+                f"timed out after {timeout:.0f} s waiting for {n_workers} "
+                f"workers: {len(running)} arrived (names {running})"
+            )
 
     def __repr__(self) -> str:
         return (

@@ -46,6 +46,7 @@ from .exceptions import SchedulerLostError, ShutdownTimeoutError
 logger = logging.getLogger(__name__)
 
 HANDLER = "dask_runners_control"
+WAIT_FOR_WORKERS = "dask_runners_wait_for_workers"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,7 @@ class ClusterControl(SchedulerPlugin):
         self.reason = "the scheduler was closed"
         self._stopping = False
         self._member_joined = asyncio.Event()
+        self._worker_arrived = asyncio.Event()
         self._drained: asyncio.Task | None = None
         self._client_watch: asyncio.Task | None = None
 
@@ -120,6 +122,7 @@ class ClusterControl(SchedulerPlugin):
     def install(self) -> None:
         """Add the control handler and this plugin to the scheduler."""
         self.scheduler.handlers[HANDLER] = self.handle_member
+        self.scheduler.handlers[WAIT_FOR_WORKERS] = self.wait_for_workers
         self.scheduler.add_plugin(self)
         logging.getLogger("distributed.batched").addFilter(self._quiet_expected_closes)
 
@@ -184,6 +187,28 @@ class ClusterControl(SchedulerPlugin):
         self.exit_code = exit_code
         self.reason = reason
         asyncio.ensure_future(self.scheduler.close(reason=reason))
+
+    # -- waiting for workers -----------------------------------------------------
+    def add_worker(self, scheduler, worker: str) -> None:
+        self._worker_arrived.set()
+
+    async def wait_for_workers(self, n: int, timeout: float) -> list[str]:
+        """Return the running workers' names once there are ``n``, or at ``timeout``.
+
+        Answers as soon as the n-th worker registers, instead of at the next
+        tick of a poll.
+        """
+        deadline = time.monotonic() + timeout
+        while len(self.scheduler.running) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._worker_arrived.clear()
+            try:
+                await asyncio.wait_for(self._worker_arrived.wait(), min(remaining, 0.1))
+            except asyncio.TimeoutError:
+                pass
+        return sorted(str(ws.name) for ws in self.scheduler.running)
 
     # -- the shutdown sequence -------------------------------------------------
     async def before_close(self) -> None:
