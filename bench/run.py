@@ -455,7 +455,9 @@ def header_lines(import_costs: dict, runs: list[Run], source: Source, args) -> l
         f"{_first_line(['mpirun', '--version'])}",
         f"- dask_runners source: {source.description}; {_source_states(runs)}",
         f"- ranks {args.ranks}, {args.repeat} repeats, timeout {args.timeout:g} s per run",
-        f"- 1-min load average: {_fmt(args.load_before)} before, {_fmt(os.getloadavg()[0])} after",
+        f"- 1-min load average: {_fmt(args.load_before)} before, {_fmt(os.getloadavg()[0])} after; "
+        f"{sum(bool(r.other_jobs) for r in runs)}/{len(runs)} runs started while another "
+        "Slurm job was running",
         "",
         "## Import cost on top of `import distributed` (median of 10, ms)",
         "",
