@@ -19,6 +19,10 @@ class DiscoveryTimeoutError(RunnerError, TimeoutError):
     """The scheduler was not up and published before the discovery deadline."""
 
 
+class SchedulerStartError(RunnerError):
+    """The scheduler rank reported that it could not start."""
+
+
 class WorkersTimeoutError(RunnerError, TimeoutError):
     """Fewer workers than asked for arrived before the deadline."""
 

@@ -15,6 +15,9 @@ The protocol:
   is a single ``open``; a missing, partial or stale file means "look again".
 * The scheduler rank removes the file when the cluster has closed, unless the
   file at the path is no longer its own.
+* A scheduler rank that fails to start writes its error instead of an
+  address, so the waiting ranks fail at once with the reason. That file is
+  left in place for the record; its stamp keeps later runs from trusting it.
 
 The file is also a valid distributed scheduler file:
 ``Client(scheduler_file=path)`` reads its ``address``.
@@ -31,6 +34,7 @@ import time
 from pathlib import Path
 
 from .config import backoff_delays
+from .exceptions import SchedulerStartError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,16 +42,23 @@ class FileState:
     """What one look at the scheduler file found.
 
     ``kind`` is ``"missing"``, ``"partial"`` (unreadable or incomplete JSON),
-    ``"stale"`` (written by another run) or ``"ready"``.
+    ``"stale"`` (written by another run), ``"failed"`` (the scheduler rank
+    of this run could not start; ``error`` says why) or ``"ready"``.
     """
 
     kind: str
     address: str | None = None
     stamp: dict | None = None
+    error: str | None = None
 
 
-def write_scheduler_file(path: Path, address: str, stamp: dict, extra: dict | None = None) -> None:
-    """Atomically write ``address`` and ``stamp`` to ``path`` (mode 0600)."""
+def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: dict | None = None) -> None:
+    """Atomically write ``address`` and ``stamp`` to ``path`` (mode 0600).
+
+    A scheduler rank that cannot start writes ``address=None`` and an
+    ``error`` in ``extra``, so that the waiting ranks fail at once with the
+    reason instead of at their deadline.
+    """
     payload = {
         "type": "Scheduler",
         "address": address,
@@ -89,6 +100,8 @@ def look(path: Path, stamp: dict | None) -> FileState:
         return FileState("partial")
     if found != stamp:
         return FileState("stale", stamp=found)
+    if address is None:
+        return FileState("failed", stamp=found, error=str(content.get("error")))
     return FileState("ready", address=address, stamp=found)
 
 
@@ -110,13 +123,24 @@ class SchedulerFileReader:
         self.last: FileState = FileState("missing")
 
     async def wait(self) -> str:
-        """Return the address once a complete file with our stamp is there."""
+        """Return the address once a complete file with our stamp is there.
+
+        Raises
+        ------
+        SchedulerStartError
+            If the scheduler rank wrote that it could not start.
+        """
         delays = backoff_delays()
         while True:
             self.looks += 1
             self.last = look(self.path, self.stamp)
             if self.last.kind == "ready":
                 return self.last.address
+            if self.last.kind == "failed":
+                raise SchedulerStartError(
+                    f"the scheduler rank could not start: {self.last.error} "
+                    f"(reported in {self.path}); see the scheduler rank's output"
+                )
             await asyncio.sleep(next(delays))
 
     def describe(self) -> str:
@@ -126,6 +150,7 @@ class SchedulerFileReader:
             "partial": "an incomplete or unreadable file",
             "stale": f"a stale file from another run ({self.last.stamp}), ignored",
             "ready": "the file",
+            "failed": f"the scheduler rank's failure: {self.last.error}",
         }[self.last.kind]
         return (
             f"the scheduler file {self.path} with stamp {self.stamp} "

@@ -132,6 +132,12 @@ class SLURMRunner(BaseRunner):
     async def get_scheduler_address(self) -> str:
         return await self._reader.wait()
 
+    def abort_start(self, exc: BaseException) -> None:
+        """On the scheduler rank: tell the waiting ranks why it failed."""
+        if self.role is Role.scheduler:
+            error = f"{type(exc).__name__}: {exc}"
+            write_scheduler_file(self.scheduler_file, None, self.step.stamp(), extra={"error": error})
+
     async def on_scheduler_close(self) -> None:
         remove_scheduler_file(self.scheduler_file, self.step.stamp())
 

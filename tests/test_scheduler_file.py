@@ -102,3 +102,16 @@ def test_without_a_stamp_any_complete_scheduler_file_is_accepted(tmp_path):
     assert look(path, STAMP).kind == "partial"
     path.write_text('{"address": "tcp://out')
     assert look(path, None).kind == "partial"
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_a_scheduler_that_could_not_start_fails_the_readers_at_once(tmp_path):
+    from dask_runners import SchedulerStartError
+
+    path = tmp_path / "scheduler.json"
+    write_scheduler_file(path, None, STAMP, extra={"error": "TypeError: bad option"})
+    assert look(path, STAMP).kind == "failed"
+    assert look(path, OLD_STEP).kind == "stale"  # another step's failure is not ours
+    with pytest.raises(SchedulerStartError, match="could not start: TypeError: bad option"):
+        await SchedulerFileReader(path, STAMP).wait()

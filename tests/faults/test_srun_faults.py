@@ -151,3 +151,12 @@ def test_scancel_while_the_ranks_are_still_starting_ends_them_all(job_dir):
     assert result.stderr.count("received SIGTERM") == 4, result.report()
     assert result.after_signal < 8, result.report()
     assert result.leftovers == []
+
+
+def test_scheduler_that_cannot_start_fails_every_rank_at_once(job_dir):
+    script = scripts.write(job_dir, scripts.STANDARD, "SLURMRunner", 'scheduler_options={"no_such_option": 1}')
+    result = srun(script, job_dir)
+    assert result.returncode != 0, result.report()
+    assert result.stderr.count("the scheduler rank could not start: TypeError") == 3, result.report()
+    assert result.seconds < 15, result.report()
+    assert result.leftovers == []
