@@ -14,6 +14,7 @@ from .exceptions import (
     WorldTooSmallError,
 )
 from .mpi import MPIRunner
+from .security import JobCredentials, connect
 from .signals import JobInterrupted
 from .slurm import SLURMRunner
 
@@ -23,6 +24,7 @@ __all__ = [
     "BaseRunner",
     "ClusterStoppedError",
     "DiscoveryTimeoutError",
+    "JobCredentials",
     "JobInterrupted",
     "LauncherEnvironmentError",
     "MPIRunner",
@@ -35,4 +37,5 @@ __all__ = [
     "Timeouts",
     "WorkersTimeoutError",
     "WorldTooSmallError",
+    "connect",
 ]

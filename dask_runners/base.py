@@ -37,6 +37,7 @@ from distributed.utils import LoopRunner, SyncMethodMixin, import_term
 from tornado.ioloop import IOLoop
 
 from .config import Timeouts, backoff_delays
+from .security import JobCredentials, tls_wanted
 from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
 from .control import ClusterControl, ControlChannel
 from .exceptions import (
@@ -141,8 +142,12 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     timeouts : dict, optional
         Deadlines in seconds by name (``discovery``, ``workers``,
         ``shutdown``, ``lease``); see :class:`dask_runners.config.Timeouts`.
-    security : distributed.Security, optional
-        Passed to the scheduler, the workers and ``Client(runner)``.
+    security : bool or distributed.Security, optional
+        ``True`` (the default, from the dask config key ``runners.security``):
+        the scheduler rank makes TLS credentials for this job and the runner
+        hands them to the job's processes only (see
+        :mod:`dask_runners.security`). ``False``: plain TCP, with a warning.
+        A ``distributed.Security``: used as it is, on every rank.
     preemption_signal : int or None
         The signal that warns of preemption (``sbatch --signal=USR2@90``);
         ``None`` to leave it alone. See :mod:`dask_runners.signals`.
@@ -171,6 +176,11 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     rank: int | None = None
     world_size: int | None = None
+    #: Whether :meth:`set_scheduler_address` and :meth:`get_scheduler_address`
+    #: carry :attr:`credentials` along with the address. Runners whose
+    #: transport does so get per-job TLS by default; others run on plain TCP
+    #: unless given a ``distributed.Security``.
+    shares_credentials: bool = False
 
     def __init__(
         self,
@@ -193,7 +203,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.worker_class = worker_class or "distributed.Worker"
         self.worker_options = dict(worker_options or {})
         self.timeouts = Timeouts.resolve(timeouts)
-        self.security = security
+        self.security = None if isinstance(security, bool) or security is None else security
+        self._make_credentials = tls_wanted(security)
+        self.credentials: JobCredentials | None = None
         self._asynchronous = asynchronous
         self._loop_arg = loop
         self._loop_runner: LoopRunner | None = None
@@ -346,9 +358,12 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def _discover(self) -> str:
         try:
-            return await asyncio.wait_for(self.get_scheduler_address(), self.timeouts.discovery)
+            address = await asyncio.wait_for(self.get_scheduler_address(), self.timeouts.discovery)
         except asyncio.TimeoutError as e:
             raise self._discovery_timeout(f"waiting for {self.describe_discovery()}") from e
+        if self.credentials is not None and self.security is None:
+            self.security = self.credentials.security()
+        return address
 
     async def _join(self, role: Role) -> ControlChannel:
         member = self.rank if self.rank is not None else f"{os.uname()[1]}:{os.getpid()}"
@@ -366,6 +381,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
         await self.before_scheduler_start()
         options = dict(self.scheduler_options)
+        if self.security is None and self._make_credentials and self.shares_credentials:
+            self.credentials = JobCredentials.generate()
+            self.security = self.credentials.security()
+            options.setdefault("protocol", "tls")
         if self.security is not None:
             options.setdefault("security", self.security)
         scheduler = Scheduler(**options)
@@ -378,6 +397,13 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         if self.client:
             self._control.expect_client(self.timeouts.discovery)
         self.scheduler_address = scheduler.address
+        if self.security is None:
+            logger.warning(
+                "%s: TLS is off (security=False, or a runner that cannot share "
+                "credentials): anyone who can reach %s can run code as you",
+                self._tag,
+                scheduler.address,
+            )
         await self.set_scheduler_address(scheduler)
         return scheduler
 

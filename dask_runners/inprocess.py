@@ -49,8 +49,8 @@ class InProcessWorld:
         self._address: asyncio.Future[str] | None = None
 
     @property
-    def address(self) -> asyncio.Future[str]:
-        """The scheduler address, once published."""
+    def address(self) -> asyncio.Future[tuple]:
+        """The scheduler address and the job's credentials, once published."""
         if self._address is None:
             self._address = asyncio.get_running_loop().create_future()
         return self._address
@@ -58,6 +58,8 @@ class InProcessWorld:
 
 class InProcessRunner(BaseRunner):
     """One rank of an :class:`InProcessWorld`; always asynchronous."""
+
+    shares_credentials = True
 
     def __init__(self, world: InProcessWorld, rank: int, **kwargs):
         kwargs["asynchronous"] = True
@@ -70,10 +72,11 @@ class InProcessRunner(BaseRunner):
         return self.role_for_rank(self.rank)
 
     async def set_scheduler_address(self, scheduler) -> None:
-        self.world.address.set_result(scheduler.address)
+        self.world.address.set_result((scheduler.address, self.credentials))
 
     async def get_scheduler_address(self) -> str:
-        return await asyncio.shield(self.world.address)
+        address, self.credentials = await asyncio.shield(self.world.address)
+        return address
 
     def exit_process(self, exit_code: int):
         self.world.exit_codes[self.rank] = exit_code

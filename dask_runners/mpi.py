@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import traceback
 
 from .base import BaseRunner, Role
 from .config import backoff_delays
+from .security import JobCredentials
 
 SCHEDULER_RANK = 0
 
@@ -17,7 +19,7 @@ class MPIRunner(BaseRunner):
 
     Rank 0 runs the scheduler, rank 1 the client code, every other rank a
     worker. The scheduler's address reaches the others by a broadcast over
-    ``comm``. The broadcast is non-blocking and polled with backoff, so the
+    ``comm``, with the job's TLS credentials. The broadcast is non-blocking and polled with backoff, so the
     event loop keeps running while a rank waits. mpi4py is imported only when
     an ``MPIRunner`` is made.
 
@@ -38,6 +40,8 @@ class MPIRunner(BaseRunner):
                 client.wait_for_workers(runner.n_workers)
     """
 
+    shares_credentials = True
+
     def __init__(self, *, comm=None, **kwargs):
         super().__init__(**kwargs)
         from mpi4py import MPI
@@ -56,10 +60,14 @@ class MPIRunner(BaseRunner):
         return self.role_for_rank(self.rank)
 
     async def set_scheduler_address(self, scheduler) -> None:
-        await self._broadcast(scheduler.address.encode())
+        credentials = self.credentials.to_dict() if self.credentials else None
+        contact = {"address": scheduler.address, "credentials": credentials}
+        await self._broadcast(json.dumps(contact).encode())
 
     async def get_scheduler_address(self) -> str:
-        return (await self._broadcast(b"")).decode()
+        contact = json.loads(await self._broadcast(b""))
+        self.credentials = JobCredentials.from_dict(contact["credentials"])
+        return contact["address"]
 
     async def _broadcast(self, payload: bytes) -> bytes:
         """Broadcast ``payload`` from the scheduler rank, length first."""

@@ -50,6 +50,7 @@ class FileState:
     address: str | None = None
     stamp: dict | None = None
     error: str | None = None
+    credentials: dict | None = None
 
 
 def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: dict | None = None) -> None:
@@ -102,7 +103,7 @@ def look(path: Path, stamp: dict | None) -> FileState:
         return FileState("stale", stamp=found)
     if address is None:
         return FileState("failed", stamp=found, error=str(content.get("error")))
-    return FileState("ready", address=address, stamp=found)
+    return FileState("ready", address=address, stamp=found, credentials=content.get("credentials"))
 
 
 class SchedulerFileReader:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .base import BaseRunner, Role
 from .exceptions import LauncherEnvironmentError
+from .security import JobCredentials
 from .scheduler_file import SchedulerFileReader, remove_scheduler_file, write_scheduler_file
 
 DEFAULT_SCHEDULER_FILE = "scheduler-{job_id}.{step_id}.json"
@@ -73,6 +74,8 @@ class SlurmStep:
 
 
 class SLURMRunner(BaseRunner):
+    shares_credentials = True
+
     """Run a Dask cluster in the tasks of an ``srun`` step.
 
     Task 0 runs the scheduler, task 1 the client code, every other task a
@@ -122,15 +125,15 @@ class SLURMRunner(BaseRunner):
 
     async def set_scheduler_address(self, scheduler) -> None:
         services = {"dashboard": scheduler.services["dashboard"].port} if "dashboard" in scheduler.services else {}
-        write_scheduler_file(
-            self.scheduler_file,
-            scheduler.address,
-            self.step.stamp(),
-            extra={"id": scheduler.id, "services": services},
-        )
+        extra = {"id": scheduler.id, "services": services}
+        if self.credentials is not None:
+            extra["credentials"] = self.credentials.to_dict()
+        write_scheduler_file(self.scheduler_file, scheduler.address, self.step.stamp(), extra=extra)
 
     async def get_scheduler_address(self) -> str:
-        return await self._reader.wait()
+        address = await self._reader.wait()
+        self.credentials = JobCredentials.from_dict(self._reader.last.credentials)
+        return address
 
     def abort_start(self, exc: BaseException) -> None:
         """On the scheduler rank: tell the waiting ranks why it failed."""

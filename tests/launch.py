@@ -145,7 +145,8 @@ def slurm_is_up() -> bool:
         out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return out.returncode == 0 and any(s.strip("*~#") in ("idle", "mix", "alloc") for s in out.stdout.split())
+    usable = ("idle", "mix", "alloc", "plnd", "comp")  # "plnd": reserved for a pending job, yet up
+    return out.returncode == 0 and any(s.strip("*~#-+$@^").startswith(usable) for s in out.stdout.split())
 
 
 def mpi4py_importable(env=None) -> bool:

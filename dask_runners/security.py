@@ -1,0 +1,134 @@
+"""Per-job TLS: only the processes of this job can join or drive its cluster.
+
+A Dask scheduler on plain TCP accepts any client that can reach it, and a
+client can run arbitrary code on the workers, as the job's owner. So by
+default the scheduler rank makes a fresh key and a self-signed certificate
+for the job, and every process of the job presents that certificate and
+trusts only it (mutual TLS). A process without it, including one holding
+another job's certificate, fails the handshake.
+
+The credentials reach the job's processes the same way the address does:
+
+* the scheduler file runners write them into the scheduler file, which is
+  created owner-only (mode 0600) and removed at the end;
+* ``MPIRunner`` broadcasts them; they are never written to a file of ours.
+  (distributed's ``Security`` loads in-memory certificates through a
+  temporary directory of its own, mode 0700, for the moment it takes.)
+
+:func:`connect` gives a process outside the job (a notebook on the login
+node) a client from the scheduler file.
+
+The dashboard is plain HTTP and is not covered; see the security page of the
+documentation for binding or tunnelling it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+from pathlib import Path
+
+import dask.config
+
+logger = logging.getLogger(__name__)
+
+SUBJECT = "dask-runners job"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobCredentials:
+    """The certificate and key every process of one job presents.
+
+    The certificate is self-signed and is also the only certificate
+    authority the job's processes trust.
+    """
+
+    certificate: str
+    key: str
+
+    @classmethod
+    def generate(cls, valid_days: int = 30) -> JobCredentials:
+        """Make a new P-256 key and a self-signed certificate (about 1 ms)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SUBJECT)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))  # clocks differ a little
+            .not_valid_after(now + datetime.timedelta(days=valid_days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("dask-runners")]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(
+            certificate=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            key=key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+        )
+
+    def security(self):
+        """A ``distributed.Security`` that requires TLS with these credentials."""
+        from distributed import Security
+
+        pem = {"cert": self.certificate, "key": self.key}
+        return Security(
+            require_encryption=True,
+            tls_ca_file=self.certificate,
+            **{f"tls_{role}_{part}": value for role in ("client", "scheduler", "worker") for part, value in pem.items()},
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> JobCredentials | None:
+        return None if data is None else cls(**data)
+
+
+def tls_wanted(security) -> bool:
+    """Whether a runner should make its own credentials, from its ``security``.
+
+    ``None`` follows the dask config key ``runners.security`` (default
+    ``True``); ``True`` and ``False`` say so; a ``distributed.Security`` is
+    the user's own and is used as it is.
+    """
+    if security is None:
+        security = dask.config.get("runners.security", True)
+    return security is True
+
+
+def connect(scheduler_file, **client_kwargs):
+    """Connect a client from outside the job, with the job's credentials.
+
+    Parameters
+    ----------
+    scheduler_file : str or Path
+        The job's scheduler file (readable only by its owner).
+    **client_kwargs
+        Passed to :class:`distributed.Client`.
+
+    Returns
+    -------
+    distributed.Client
+    """
+    from distributed import Client
+
+    content = json.loads(Path(scheduler_file).read_text())
+    credentials = JobCredentials.from_dict(content.get("credentials"))
+    if credentials is not None:
+        client_kwargs.setdefault("security", credentials.security())
+    return Client(content["address"], **client_kwargs)
