@@ -54,7 +54,8 @@ class Impl:
     name: str
     launcher: Launcher
     script: str  # file name in bench/workloads/
-    family: str  # "ours", "jobqueue", "dask-mpi" or "floor": what ratios compare
+    family: str  # "ours", "ours-plain", "jobqueue", "dask-mpi" or "floor": what ratios compare
+    env: dict = dataclasses.field(default_factory=dict)
 
     def command(self, ranks: int) -> list[str]:
         return [*self.launcher.argv(ranks), sys.executable, str(WORKLOADS / self.script)]
@@ -65,11 +66,16 @@ MPIRUN = Launcher(
     "mpirun", lambda n: ["mpirun", "--oversubscribe", "-n", str(n)], OPENMPI_ENV
 )
 
+# Ours with TLS turned off through dask config, to measure what TLS costs.
+PLAIN_TCP = {"DASK_RUNNERS__SECURITY": "False"}
+
 IMPLS = [
     Impl("ours_slurm", SRUN, "ours_slurm.py", "ours"),
+    Impl("ours_slurm_plain", SRUN, "ours_slurm.py", "ours-plain", PLAIN_TCP),
     Impl("jobqueue_slurm", SRUN, "jobqueue_slurm.py", "jobqueue"),
     Impl("floor", SRUN, "floor.py", "floor"),
     Impl("ours_mpi", MPIRUN, "ours_mpi.py", "ours"),
+    Impl("ours_mpi_plain", MPIRUN, "ours_mpi.py", "ours-plain", PLAIN_TCP),
     Impl("daskmpi", MPIRUN, "daskmpi.py", "dask-mpi"),
     Impl("floor", MPIRUN, "floor.py", "floor"),
 ]
@@ -247,7 +253,7 @@ def run_once(
     which = f"r{repeat}" if repeat >= 0 else "warmup"
     run.log = f"{impl.launcher.name}-{impl.name}-n{ranks}-{which}"
     tag = uuid.uuid4().hex
-    env = {**os.environ, **source.env, **impl.launcher.env, TAG_VAR: tag}
+    env = {**os.environ, **source.env, **impl.launcher.env, **impl.env, TAG_VAR: tag}
     timed_out, killed = False, 0
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-") as cwd:
         run.load1 = os.getloadavg()[0]
@@ -520,12 +526,13 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
         by_family = {i.family: i.name for i in impls if i.launcher.name == launcher}
         ours = stats.get((launcher, ranks, by_family.get("ours")))
         floor = stats.get((launcher, ranks, "floor"), {}).get("wall")
-        for family in ("jobqueue", "dask-mpi"):
+        for family in ("ours-plain", "jobqueue", "dask-mpi"):
             other = stats.get((launcher, ranks, by_family.get(family)))
             if not ours or not other:
                 continue
             lines.append(
-                f"| {launcher} | {ranks} | ours / {family} | {_ratio(ours['wall'], other['wall'])} "
+                f"| {launcher} | {ranks} | ours / {family.replace('ours-plain', 'ours without TLS')} "
+                f"| {_ratio(ours['wall'], other['wall'])} "
                 f"| {_diff(ours['wall'], other['wall'])} "
                 f"| {_ratio(ours['first_result'], other['first_result'])} "
                 f"| {_ratio(ours['teardown'], other['teardown'])} "
