@@ -172,6 +172,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         How many processes the job has.
     scheduler_address : str or None
         The scheduler's address, known once the runner has started.
+    credentials : JobCredentials or None
+        The job's TLS credentials: made on the scheduler rank, received with
+        the address on the others (see :mod:`dask_runners.security`).
     """
 
     rank: int | None = None
