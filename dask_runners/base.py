@@ -387,9 +387,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         if self.security is None and self._make_credentials and self.shares_credentials:
             self.credentials = JobCredentials.generate()
             self.security = self.credentials.security()
-            options.setdefault("protocol", "tls")
         if self.security is not None:
             options.setdefault("security", self.security)
+            if self.security.require_encryption:
+                options.setdefault("protocol", "tls")
         scheduler = Scheduler(**options)
         await scheduler
         expected = None if self.world_size is None else self.world_size - 1

@@ -20,9 +20,10 @@ from __future__ import annotations
 import itertools
 import re
 
-__all__ = ["expand_hostlist"]
+__all__ = ["expand_hostlist", "expand_tasks_per_node"]
 
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+_COUNT = re.compile(r"(\d+)(?:\(x(\d+)\))?")
 
 
 def expand_hostlist(text: str) -> list[str]:
@@ -121,3 +122,41 @@ def _expand_group(text: str, offset: int, group: str) -> list[str]:
 
 def _error(text: str, pos: int, what: str) -> ValueError:
     return ValueError(f"invalid host list {text!r} at position {pos}: {what}")
+
+
+def expand_tasks_per_node(text: str) -> list[int]:
+    """Expand Slurm's per-node counts, ``2(x3),1``, into one count per node.
+
+    This is the syntax of ``SLURM_STEP_TASKS_PER_NODE``, ``SLURM_TASKS_PER_NODE``
+    and ``SLURM_JOB_CPUS_PER_NODE`` (srun(1)): ``count[(xnodes)]`` items
+    separated by commas, in the order of the matching host list.
+
+    Parameters
+    ----------
+    text : str
+        For example ``"2(x3),1"``.
+
+    Returns
+    -------
+    list of int
+        For example ``[2, 2, 2, 1]``.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is empty or malformed, naming the input and the position.
+    """
+    if not text or not text.strip():
+        raise ValueError(f"empty per-node count list: {text!r}")
+    counts: list[int] = []
+    pos = 0
+    for piece in text.split(","):
+        match = _COUNT.fullmatch(piece.strip())
+        if match is None:
+            raise ValueError(
+                f"invalid per-node count list {text!r} at position {pos}: "
+                f"expected a count like 2 or 2(x3), got {piece!r}"
+            )
+        counts.extend([int(match.group(1))] * int(match.group(2) or 1))
+        pos += len(piece) + 1
+    return counts

@@ -224,3 +224,35 @@ async def test_a_client_rank_that_never_joins_ends_the_job_at_the_discovery_dead
 
     await asyncio.wait_for(asyncio.gather(rank_main(0), rank_main(2)), 20)
     assert world.exit_codes == {0: 1, 2: 1}
+
+
+async def test_the_job_runs_on_its_own_tls_credentials_by_default():
+    async def address(runner):
+        return runner.scheduler_address, runner.credentials is not None
+
+    _, outcome = await run_world(3, address)
+    assert outcome["result"][0].startswith("tls://")
+    assert outcome["result"][1]
+
+
+async def test_a_users_own_security_is_used_as_it_is():
+    from distributed import Security
+
+    security = Security.temporary()
+
+    async def check(runner):
+        async with Client(runner, asynchronous=True) as client:
+            await client.wait_for_workers(runner.n_workers)
+            return runner.scheduler_address, runner.security is security, runner.credentials
+
+    _, outcome = await run_world(3, check, security=security)
+    address, same, credentials = outcome["result"]
+    assert address.startswith("tls://") and same and credentials is None
+
+
+async def test_security_false_runs_plain_tcp():
+    async def address(runner):
+        return runner.scheduler_address
+
+    _, outcome = await run_world(3, address, security=False)
+    assert outcome["result"].startswith("tcp://")
