@@ -31,6 +31,7 @@ import logging
 from pathlib import Path
 
 import dask.config
+from distributed import Security
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +83,8 @@ class JobCredentials:
 
     def security(self):
         """A ``distributed.Security`` that requires TLS with these credentials."""
-        from distributed import Security
-
         pem = {"cert": self.certificate, "key": self.key}
-        return Security(
+        return JobSecurity(
             require_encryption=True,
             tls_ca_file=self.certificate,
             **{f"tls_{role}_{part}": value for role in ("client", "scheduler", "worker") for part, value in pem.items()},
@@ -97,6 +96,27 @@ class JobCredentials:
     @classmethod
     def from_dict(cls, data: dict | None) -> JobCredentials | None:
         return None if data is None else cls(**data)
+
+
+_contexts: dict = {}
+
+
+class JobSecurity(Security):
+    """``distributed.Security`` that builds each TLS context once per process.
+
+    distributed builds a new ``ssl.SSLContext`` for every set of connection
+    arguments, and with in-memory certificates each build writes them to a
+    temporary directory and loads them back: about 4 ms a time here, a dozen
+    times per process. A job's credentials do not change, so one context per
+    purpose is enough. The cache lives in this module (one per process), not
+    on the object, which must stay picklable for nannies.
+    """
+
+    def _get_tls_context(self, tls, purpose):
+        key = (tuple(sorted(tls.items())), purpose, self.tls_min_version, self.tls_max_version)
+        if key not in _contexts:
+            _contexts[key] = super()._get_tls_context(tls, purpose)
+        return _contexts[key]
 
 
 def tls_wanted(security) -> bool:
