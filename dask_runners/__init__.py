@@ -13,7 +13,10 @@ from .exceptions import (
     WorkersTimeoutError,
     WorldTooSmallError,
 )
+from .file_runner import SchedulerFileRunner
+from .job import JobContext, current_job
 from .mpi import MPIRunner
+from .registry import Runner, register_runner
 from .security import JobCredentials, connect
 from .signals import JobInterrupted
 from .slurm import SLURMRunner
@@ -24,13 +27,16 @@ __all__ = [
     "BaseRunner",
     "ClusterStoppedError",
     "DiscoveryTimeoutError",
+    "JobContext",
     "JobCredentials",
     "JobInterrupted",
     "LauncherEnvironmentError",
     "MPIRunner",
     "Role",
+    "Runner",
     "RunnerError",
     "SLURMRunner",
+    "SchedulerFileRunner",
     "SchedulerLostError",
     "SchedulerStartError",
     "ShutdownTimeoutError",
@@ -38,4 +44,6 @@ __all__ = [
     "WorkersTimeoutError",
     "WorldTooSmallError",
     "connect",
+    "current_job",
+    "register_runner",
 ]

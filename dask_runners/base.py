@@ -27,9 +27,11 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from typing import NoReturn
 
+import dask.config
 from dask.utils import parse_timedelta
 from distributed import Worker
 from distributed.core import Status, rpc
@@ -37,6 +39,7 @@ from distributed.utils import LoopRunner, SyncMethodMixin, import_term
 from tornado.ioloop import IOLoop
 
 from .config import Timeouts, backoff_delays
+from .job import visible_gpus
 from .security import JobCredentials, tls_wanted
 from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
 from .control import ClusterControl, ControlChannel
@@ -101,6 +104,27 @@ async def _poll_for_workers(scheduler, n_workers: int, timeout: float) -> list[s
         await asyncio.sleep(delay)
 
 
+def node_local_directory(environ=None) -> str:
+    """Scratch space on this node for a worker's spilled data.
+
+    ``SLURM_TMPDIR`` or ``TMPDIR`` when set, else the system's temporary
+    directory: never the (shared) working directory, where thousands of
+    workers' files make a parallel filesystem crawl.
+    """
+    env = os.environ if environ is None else environ
+    for name in ("SLURM_TMPDIR", "TMPDIR"):
+        if env.get(name):
+            return env[name]
+    return tempfile.gettempdir()
+
+
+def gpu_for_rank(gpus, local_rank: int) -> str | None:
+    """The GPU a worker with ``local_rank`` gets from ``gpus``, round robin."""
+    if not gpus:
+        return None
+    return gpus[local_rank % len(gpus)]
+
+
 class _StartInterrupted(Exception):
     """A signal ended this rank's start; it leaves with the signal's exit code."""
 
@@ -148,6 +172,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         hands them to the job's processes only (see
         :mod:`dask_runners.security`). ``False``: plain TCP, with a warning.
         A ``distributed.Security``: used as it is, on every rank.
+    interface : str, optional
+        The network interface (``"ib0"``) for the scheduler and the workers;
+        to choose per role, put ``interface`` in ``scheduler_options`` or
+        ``worker_options`` instead.
+    pin_gpus : bool, optional
+        Give each worker rank one of the GPUs it can see, by local rank, by
+        setting ``CUDA_VISIBLE_DEVICES`` before its worker starts. Default:
+        the dask config key ``runners.pin-gpus`` (``False``).
     preemption_signal : int or None
         The signal that warns of preemption (``sbatch --signal=USR2@90``);
         ``None`` to leave it alone. See :mod:`dask_runners.signals`.
@@ -179,6 +211,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     rank: int | None = None
     world_size: int | None = None
+    #: Where this process sits in its job (:class:`~dask_runners.job.JobContext`).
+    job = None
     #: Whether :meth:`set_scheduler_address` and :meth:`get_scheduler_address`
     #: carry :attr:`credentials` along with the address. Runners whose
     #: transport does so get per-job TLS by default; others run on plain TCP
@@ -195,6 +229,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         worker_options: dict | None = None,
         timeouts: dict | None = None,
         security=None,
+        interface: str | None = None,
+        pin_gpus: bool | None = None,
         preemption_signal: int | None = signal.SIGUSR2,
         on_preemption=None,
         asynchronous: bool = False,
@@ -205,6 +241,12 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.scheduler_options = dict(scheduler_options or {})
         self.worker_class = worker_class or "distributed.Worker"
         self.worker_options = dict(worker_options or {})
+        if interface is not None:
+            self.scheduler_options.setdefault("interface", interface)
+            self.worker_options.setdefault("interface", interface)
+        if pin_gpus is None:
+            pin_gpus = dask.config.get("runners.pin-gpus", False)
+        self.pin_gpus = pin_gpus
         self.timeouts = Timeouts.resolve(timeouts)
         self.security = None if isinstance(security, bool) or security is None else security
         self._make_credentials = tls_wanted(security)
@@ -433,11 +475,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             return channel.stopped.result().exit_code
         await self.before_worker_start()
         _stop_child_processes_from_rerunning_main()
+        if self.pin_gpus:
+            self._pin_gpu()
         worker_class = self.worker_class
         if isinstance(worker_class, str):
             worker_class = import_term(worker_class)
         options = dict(self.worker_options)
         options.setdefault("name", await self.get_worker_name())
+        options.setdefault("local_directory", node_local_directory())
         if self.security is not None:
             options.setdefault("security", self.security)
         self._server = server = worker_class(self.scheduler_address, **options)
@@ -451,6 +496,16 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             await channel.close()
         self.status = Status.closed
         return exit_code
+
+    def _pin_gpu(self) -> None:
+        gpus = self.job.gpus if self.job is not None else visible_gpus(os.environ)
+        local_rank = self.job.local_rank if self.job is not None else None
+        chosen = gpu_for_rank(gpus, local_rank if local_rank is not None else self.rank or 0)
+        if chosen is None:
+            logger.warning("%s: pin_gpus is set but this rank sees no GPU", self._tag)
+            return
+        os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+        logger.info("%s: pinned to GPU %s", self._tag, chosen)
 
     async def _serve_until_stopped(self, server, channel: ControlChannel | None) -> int:
         finished = asyncio.ensure_future(server.finished())

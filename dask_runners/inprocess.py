@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 
 from .base import BaseRunner, Role
+from .job import JobContext
 
 
 class RankExited(Exception):
@@ -67,6 +68,7 @@ class InProcessRunner(BaseRunner):
         self.world = world
         self.rank = rank
         self.world_size = world.size
+        self.job = JobContext("inprocess", rank=rank, world_size=world.size)
 
     async def get_role(self) -> Role:
         return self.role_for_rank(self.rank)

@@ -65,6 +65,7 @@ __all__ = [
     "default_master_port",
     "detect",
     "parse_device_list",
+    "visible_gpus",
 ]
 
 #: Our own local launcher's variables (see :func:`parse_local`).
@@ -172,7 +173,9 @@ class JobContext:
 
     __repr__ = describe
 
-    def torch_distributed_env(self, overwrite: bool = False, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    def torch_distributed_env(
+        self, overwrite: bool = False, environ: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """The variables ``torch.distributed`` reads (``init_method="env://"``).
 
         ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``, and, when
@@ -307,6 +310,8 @@ LAUNCHER_VARIABLES: dict[str, LauncherVariables] = {
         rank="PMIX_RANK", step_id="PMIX_NAMESPACE",
         source="captured under srun --mpi=pmix and Open MPI 4.1.4 mpirun (PMIx 4.2.2)",
     ),
+    # The slurm and pbs entries describe what parse_slurm and parse_pbs read,
+    # with fallbacks and derivations the table cannot express.
     "slurm": LauncherVariables(
         detect=("SLURM_JOB_ID",),
         rank="SLURM_PROCID", world_size="SLURM_STEP_NUM_TASKS", local_rank="SLURM_LOCALID",
@@ -430,7 +435,9 @@ def _build(launcher: str, env: Mapping[str, str], **fields) -> JobContext:
     hosts = fields.get("hosts", ())
     fields["master_addr"] = env.get("MASTER_ADDR") or (hosts[0] if hosts else None)
     port = _int(env, "MASTER_PORT", launcher)
-    fields["master_port"] = port if port is not None else default_master_port(fields.get("job_id"), fields.get("step_id"))
+    if port is None:
+        port = default_master_port(fields.get("job_id"), fields.get("step_id"))
+    fields["master_port"] = port
     try:
         return JobContext(launcher=launcher, **fields)
     except ValueError as e:

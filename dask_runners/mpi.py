@@ -9,9 +9,22 @@ import traceback
 
 from .base import BaseRunner, Role
 from .config import backoff_delays
+from .exceptions import LauncherEnvironmentError
+from .job import JobContext, detect
 from .security import JobCredentials
 
 SCHEDULER_RANK = 0
+
+
+def _job_for(rank: int, world_size: int) -> JobContext:
+    """The launcher's view of this rank, if it agrees with the communicator's."""
+    try:
+        job = detect()
+    except LauncherEnvironmentError:
+        job = None
+    if job is None or (job.rank, job.world_size) != (rank, world_size):
+        job = JobContext("mpi", rank=rank, world_size=world_size)
+    return job
 
 
 class MPIRunner(BaseRunner):
@@ -50,6 +63,7 @@ class MPIRunner(BaseRunner):
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank = self.comm.Get_rank()
         self.world_size = self.comm.Get_size()
+        self.job = _job_for(self.rank, self.world_size)
         if not self.scheduler:
             raise ValueError(
                 "MPIRunner(scheduler=False) has no way to find an outside scheduler; "

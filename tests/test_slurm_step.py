@@ -1,7 +1,6 @@
 import pytest
 
 from dask_runners import LauncherEnvironmentError, SLURMRunner, WorldTooSmallError
-from dask_runners.slurm import SlurmStep
 
 SRUN_TASK = {
     "SLURM_JOB_ID": "77",
@@ -15,26 +14,28 @@ SRUN_TASK = {
 
 
 def test_step_from_srun_environment():
-    step = SlurmStep.from_environ(SRUN_TASK)
-    assert (step.job_id, step.step_id, step.rank, step.n_tasks) == ("77", "3", 2, 4)
-    assert step.stamp() == {"job_id": "77", "step_id": "3", "restart_count": 0}
+    runner = SLURMRunner(environ=SRUN_TASK)
+    job = runner.job
+    assert (job.job_id, job.step_id, job.rank, job.world_size) == ("77", "3", 2, 4)
+    assert (runner.rank, runner.world_size, runner.n_workers) == (2, 4, 2)
+    assert runner.stamp == {"launcher": "slurm", "job_id": "77", "step_id": "3", "restart_count": 0}
 
 
 def test_requeued_job_has_another_stamp():
-    first = SlurmStep.from_environ(SRUN_TASK)
-    requeued = SlurmStep.from_environ({**SRUN_TASK, "SLURM_RESTART_COUNT": "1"})
-    assert first.stamp() != requeued.stamp()
+    first = SLURMRunner(environ=SRUN_TASK)
+    requeued = SLURMRunner(environ={**SRUN_TASK, "SLURM_RESTART_COUNT": "1"})
+    assert first.stamp != requeued.stamp
 
 
 def test_no_slurm_at_all_says_to_use_srun():
     with pytest.raises(LauncherEnvironmentError, match="srun -n 4 python script.py"):
-        SlurmStep.from_environ({})
+        SLURMRunner(environ={})
 
 
 def test_batch_script_without_srun_is_named():
     env = {k: v for k, v in SRUN_TASK.items() if k != "SLURM_STEP_ID"}
     with pytest.raises(LauncherEnvironmentError, match="batch script"):
-        SlurmStep.from_environ(env)
+        SLURMRunner(environ=env)
 
 
 def test_scheduler_file_is_unique_per_step_and_absolute(tmp_path, monkeypatch):

@@ -73,3 +73,13 @@ def test_too_small_a_world_fails_with_the_fix(job_dir, open_mpi):
     assert result.returncode != 0
     assert "the MPI world has 2 ranks but at least 3 are needed" in result.stderr
     assert "mpirun -n 3" in result.stderr
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_runner_detects_mpi_and_uses_the_broadcast(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
+    script = standard_script(job_dir, "Runner", extra='print("JOB", type(runner).__name__, runner.job.describe(), flush=True)')
+    result = launch([*prefix, "4", PYTHON, script], job_dir, env)
+    result.assert_clean_success()
+    assert "JOB MPIRunner" in result.stdout
+    assert "rank=1/4" in result.stdout

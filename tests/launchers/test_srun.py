@@ -75,3 +75,13 @@ def test_outside_srun_the_error_says_how_to_launch(job_dir):
     result = launch([PYTHON, script], job_dir, env=no_slurm)
     assert result.returncode == 1
     assert "srun -n 4 python script.py" in result.stderr
+
+
+def test_runner_detects_srun_and_every_rank_has_its_job_context(job_dir):
+    script = standard_script(
+        job_dir, "Runner", extra='print("JOB", type(runner).__name__, runner.job.describe(), flush=True)'
+    )
+    result = srun(4, script, job_dir)
+    result.assert_clean_success()
+    assert "JOB SLURMRunner JobContext(slurm job=" in result.stdout
+    assert "rank=1/4" in result.stdout

@@ -1,0 +1,112 @@
+"""Which runner serves which launcher, and :func:`Runner`, which picks one.
+
+A launcher name is a key of :data:`dask_runners.job.PARSERS` (``slurm``,
+``openmpi``, ``pbs``, ``torchrun``, ...) or a name a third party registered.
+Lookup order for a name:
+
+1. runners registered with :func:`register_runner`;
+2. runners advertised by installed packages under the entry-point group
+   ``dask_runners.runners`` (name = launcher, value = ``module:Class``),
+   loaded the first time a name is not found;
+3. the built-in choice: :class:`~dask_runners.SLURMRunner` for ``slurm``;
+   :class:`~dask_runners.MPIRunner` for MPI launchers when mpi4py is
+   installed; :class:`~dask_runners.SchedulerFileRunner` for every other
+   launcher the job module knows.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+
+from .exceptions import LauncherEnvironmentError
+from .file_runner import SchedulerFileRunner
+from .job import LAUNCHER_VAR, PARSERS, detect
+from .mpi import MPIRunner
+from .slurm import SLURMRunner
+
+ENTRY_POINT_GROUP = "dask_runners.runners"
+
+#: Launchers that start MPI programs: served by MPIRunner when mpi4py is there.
+MPI_LAUNCHERS = frozenset({"openmpi", "mpich", "mvapich2", "pals", "pmix", "jsrun"})
+
+_registered: dict[str, type] = {}
+_entry_points_loaded = False
+
+
+def register_runner(name: str, cls: type) -> None:
+    """Serve launcher ``name`` with the runner class ``cls``.
+
+    Registering the same class again is harmless; registering another class
+    under a taken name is an error.
+    """
+    existing = _registered.get(name)
+    if existing is not None and existing is not cls:
+        raise ValueError(
+            f"launcher {name!r} is already served by {existing.__module__}.{existing.__qualname__}; "
+            f"not replacing it with {cls.__module__}.{cls.__qualname__}"
+        )
+    _registered[name] = cls
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        register_runner(entry_point.name, entry_point.load())
+
+
+def known_launchers() -> list[str]:
+    """Every launcher name a runner can be found for."""
+    _load_entry_points()
+    return sorted(set(PARSERS) | set(_registered))
+
+
+def runner_class(name: str) -> type:
+    """The runner class that serves launcher ``name``."""
+    if name not in _registered:
+        _load_entry_points()
+    if name in _registered:
+        return _registered[name]
+    if name == "slurm":
+        return SLURMRunner
+    if name in MPI_LAUNCHERS and importlib.util.find_spec("mpi4py") is not None:
+        return MPIRunner
+    if name in PARSERS:
+        return SchedulerFileRunner
+    raise LauncherEnvironmentError(f"unknown launcher {name!r}; known launchers: {', '.join(known_launchers())}")
+
+
+def Runner(launcher: str | None = None, *, environ=None, **kwargs):
+    """Make the right runner for the launcher that started this process.
+
+    Parameters
+    ----------
+    launcher : str, optional
+        The launcher's name. By default the ``DASK_RUNNERS_LAUNCHER``
+        environment variable, else the launcher detected from the
+        environment (see :func:`dask_runners.job.detect`).
+    environ : mapping, optional
+        The environment to read; default ``os.environ``.
+    **kwargs
+        Passed to the runner class.
+
+    Examples
+    --------
+    The same script under ``srun``, ``mpirun``, ``flux run`` or ``torchrun``::
+
+        with Runner() as runner:
+            with Client(runner) as client:
+                ...
+    """
+    env = os.environ if environ is None else environ
+    name = launcher or env.get(LAUNCHER_VAR) or detect(env).launcher
+    cls = runner_class(name)
+    if cls is SchedulerFileRunner:
+        kwargs.setdefault("launcher", name)
+    if issubclass(cls, SchedulerFileRunner):
+        kwargs.setdefault("environ", environ)
+    return cls(**kwargs)
