@@ -7,4 +7,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 bash "$here/install-system.sh"
 bash "$here/start-slurm.sh"
+bash "$here/start-multinode-slurm.sh"
 PIP_ROOT_USER_ACTION=ignore python -m pip install --quiet --disable-pip-version-check -e "$here/..[test,mpi,docs]"

@@ -51,9 +51,11 @@ hosts_text="127.0.0.1 localhost
 $NET.1 mnhost
 $CTL_IP $CTL_HOST"
 for n in "${NODES[@]}"; do hosts_text+=$'\n'"$(node_ip "$n") $n"; done
-printf '%s\n' "$hosts_text" > "$MN_STATE/etc/hosts"
+# write_if_changed FILE TEXT: the files below are bind-mounted into running nodes; leave them be.
+write_if_changed() { [[ "$(cat "$1" 2>/dev/null)" == "$2" ]] || printf '%s\n' "$2" > "$1"; }
+write_if_changed "$MN_STATE/etc/hosts" "$hosts_text"
 # No nameserver: a lookup of an unknown name goes to 127.0.0.1 inside the namespace and fails fast.
-printf '# emulated nodes: names come from /etc/hosts only\n' > "$MN_STATE/etc/resolv.conf"
+write_if_changed "$MN_STATE/etc/resolv.conf" "# emulated nodes: names come from /etc/hosts only"
 
 node_lines=""
 for n in "${NODES[@]}"; do
@@ -90,13 +92,10 @@ MinJobAge=60
 ${node_lines}PartitionName=mn Nodes=node[1-4] Default=YES MaxTime=INFINITE OverSubscribe=FORCE:4 State=UP"
 # PMIx: all nodes share /tmp; each node bind-mounts its own directory over $MN_STATE/pmix.
 MPI_TEXT="PMIxCliTmpDirBase=$MN_STATE/pmix"
-changed=0
 if [[ "$(cat "$MN_CONF" 2>/dev/null)" != "$CONF_TEXT" ]]; then
-  log "writing $MN_CONF"; printf '%s\n' "$CONF_TEXT" > "$MN_CONF"; changed=1
+  log "writing $MN_CONF"; printf '%s\n' "$CONF_TEXT" > "$MN_CONF"
 fi
-if [[ "$(cat "$MN_CONF_DIR/mpi.conf" 2>/dev/null)" != "$MPI_TEXT" ]]; then
-  printf '%s\n' "$MPI_TEXT" > "$MN_CONF_DIR/mpi.conf"; changed=1
-fi
+write_if_changed "$MN_CONF_DIR/mpi.conf" "$MPI_TEXT"
 CONF_SUM=$(cat "$MN_CONF" "$MN_CONF_DIR/mpi.conf" "$MN_STATE/etc/hosts" | sha256sum | cut -d' ' -f1)
 
 # ---------------------------------------------------------------- already up?
@@ -148,6 +147,7 @@ else
 
   # -------------------------------------------------------------- daemons
   # in_node NS HOST CMD...: run CMD in NS with its own hostname and mount namespace.
+  # shellcheck disable=SC2016  # the inner script expands its own arguments
   in_node() {
     local ns=$1 host=$2; shift 2
     nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private \
