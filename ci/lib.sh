@@ -26,6 +26,8 @@ pid_alive() {
   pid=$(<"$pidfile")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
+  # A killed daemon not yet reaped is a zombie: kill -0 still succeeds on it.
+  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
   [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm" ]]
 }
 
