@@ -38,6 +38,7 @@ from distributed.core import Status, rpc
 from distributed.utils import LoopRunner, SyncMethodMixin, import_term
 from tornado.ioloop import IOLoop
 
+from .callbacks import emit, outcome
 from .config import Timeouts, backoff_delays
 from .job import visible_gpus
 from .security import JobCredentials, tls_wanted
@@ -172,6 +173,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         hands them to the job's processes only (see
         :mod:`dask_runners.security`). ``False``: plain TCP, with a warning.
         A ``distributed.Security``: used as it is, on every rank.
+    callbacks : sequence, optional
+        Objects told of lifecycle events on every rank; see
+        :mod:`dask_runners.callbacks`.
     interface : str, optional
         The network interface (``"ib0"``) for the scheduler and the workers;
         to choose per role, put ``interface`` in ``scheduler_options`` or
@@ -229,6 +233,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         worker_options: dict | None = None,
         timeouts: dict | None = None,
         security=None,
+        callbacks=(),
         interface: str | None = None,
         pin_gpus: bool | None = None,
         preemption_signal: int | None = signal.SIGUSR2,
@@ -241,6 +246,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.scheduler_options = dict(scheduler_options or {})
         self.worker_class = worker_class or "distributed.Worker"
         self.worker_options = dict(worker_options or {})
+        self.callbacks = list(callbacks)
         if interface is not None:
             self.scheduler_options.setdefault("interface", interface)
             self.worker_options.setdefault("interface", interface)
@@ -270,6 +276,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self._failure: Exception | None = None
         self._failure_raised = False
         self._shutdown_requested = False
+        self._began = False
 
     # -- hooks a subclass must provide ----------------------------------------
     @abc.abstractmethod
@@ -461,11 +468,13 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.status = Status.running
         try:
             await self.on_scheduler_start(scheduler)
+            emit(self.callbacks, "on_scheduler_start", self.job)
             await scheduler.finished()
         finally:
             await scheduler.close(reason=self._control.reason)
             self.status = Status.closed
             await self.on_scheduler_close()
+        emit(self.callbacks, "on_scheduler_stop", self.job, exit_code=self._control.exit_code)
         return self._control.exit_code
 
     async def _serve_worker(self) -> int:
@@ -489,12 +498,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         await server
         self.status = Status.running
         await self.on_worker_start(server)
+        emit(self.callbacks, "on_worker_start", self.job)
         exit_code = await self._serve_until_stopped(server, channel)
         self.status = Status.closing
         await _close_server(server, f"dask-runners: {self._tag} stopping")
         if channel is not None:
             await channel.close()
         self.status = Status.closed
+        emit(self.callbacks, "on_worker_stop", self.job, exit_code=exit_code)
         return exit_code
 
     def _pin_gpu(self) -> None:
@@ -639,16 +650,20 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             raise
         if self.role is not Role.client:
             self.exit_process(exit_code)
+        self._begin()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is not None and exc is self._failure:
             self._failure_raised = True
+        status, error = outcome(exc)
+        emit(self.callbacks, "on_end", self.job, status=status, error=error)
         try:
             self._close_after(exc, lambda: self.sync(self._shutdown, *self._outcome(exc)))
         finally:
             self._signals.restore()
             self._loop_runner.stop()
+            emit(self.callbacks, "on_completed", self.job, status=status, error=error)
         return False
 
     async def __aenter__(self) -> BaseRunner:
@@ -658,12 +673,16 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     async def __aexit__(self, exc_type, exc, tb) -> bool:
         if exc is not None and exc is self._failure:
             self._failure_raised = True
+        status, error = outcome(exc)
+        emit(self.callbacks, "on_end", self.job, status=status, error=error)
         try:
             await self._shutdown(*self._outcome(exc))
         except Exception as e:
             if exc is None:
                 raise
             logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
+        finally:
+            emit(self.callbacks, "on_completed", self.job, status=status, error=error)
         return False
 
     def __await__(self):
@@ -679,9 +698,16 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
                 raise
             if self.role is not Role.client:
                 self.exit_process(exit_code)
+            self._begin()
             return self
 
         return start().__await__()
+
+    def _begin(self) -> None:
+        """The client code is about to run: tell the callbacks, once."""
+        if not self._began:
+            self._began = True
+            emit(self.callbacks, "on_begin", self.job)
 
     def _close_after(self, exc, shutdown) -> None:
         if exc is None:
