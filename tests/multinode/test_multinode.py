@@ -51,7 +51,7 @@ def multinode():
 WHERE = """\
 import json, os, signal, socket, sys, time
 from dask.distributed import Client
-from dask_runners import SLURMRunner
+from dask_runners import SLURMRunner, current_job
 
 def where():
     host = socket.gethostname()
@@ -62,6 +62,11 @@ def where():
         "procid": int(os.environ["SLURM_PROCID"]),
         "nodelist": os.environ["SLURM_JOB_NODELIST"],
         "tasks_per_node": os.environ["SLURM_TASKS_PER_NODE"],
+        "job": dict(
+            (field, getattr(current_job(), field))
+            for field in ("launcher", "job_id", "step_id", "rank", "world_size", "local_rank",
+                          "local_world_size", "node_rank", "num_nodes", "hosts", "host")
+        ),
     }
 """
 
@@ -173,6 +178,15 @@ def test_cluster_spans_the_nodes_slurm_chose(job_dir, distribution):
         assert int(report["registered"][address]["name"]) == seen["procid"]
     hosts = {w["host"] for w in report["workers"].values()}
     assert hosts == {expected(rank) for rank in range(2, 8)}
+
+    # Every rank's JobContext says what Slurm says.
+    for seen in [report["scheduler"], report["client"], *report["workers"].values()]:
+        job = seen["job"]
+        assert job["launcher"] == "slurm" and job["rank"] == seen["procid"] and job["world_size"] == 8, seen
+        assert job["node_rank"] == int(seen["nodeid"]) and job["num_nodes"] == 4, seen
+        assert job["hosts"] == NODES and job["host"] == seen["host"], seen
+        assert job["local_world_size"] == counts[int(seen["nodeid"])], seen
+        assert 0 <= job["local_rank"] < job["local_world_size"], seen
     if distribution == "block-2-per-node":
         # the scheduler and the client share node1; the workers fill node2..node4
         assert report["scheduler"]["host"] == report["client"]["host"] == "node1"
