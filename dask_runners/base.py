@@ -616,7 +616,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def _stop_on_signal(self) -> None:
         if self._control is not None:
-            self._control.request_close(self._signal_exit, f"the scheduler rank received a signal")
+            self._control.request_close(self._signal_exit, "the scheduler rank received a signal")
         elif self._server is not None:
             await _close_server(self._server, f"dask-runners: {self._tag} received a signal")
         elif self._start_task is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .launch import need
+from .launch import OPEN_MPI_ENV, mpi4py_importable, need
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +26,15 @@ def job_dir(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def open_mpi():
+    """Open MPI's launcher: the command prefix before the rank count, and its environment."""
+    need(shutil.which("mpirun") is not None and mpi4py_importable(), "Open MPI with mpi4py")
+    return ["mpirun", "--oversubscribe", "-n"], OPEN_MPI_ENV
+
+
+@pytest.fixture
+def mpich(mpich_env):
+    """MPICH's launcher: the command prefix before the rank count, and its environment."""
+    need(mpi4py_importable(mpich_env), "mpi4py")
+    return ["mpiexec.mpich", "-n"], mpich_env

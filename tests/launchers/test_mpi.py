@@ -1,24 +1,12 @@
 """MPIRunner under real Open MPI and MPICH launchers."""
 
-import shutil
 
 import pytest
 
-from ..launch import OPEN_MPI_ENV, PYTHON, launch, mpi4py_importable, need, slurm_is_up, standard_script
+from ..launch import PYTHON, launch, mpi4py_importable, need, slurm_is_up, standard_script
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
 
-
-@pytest.fixture
-def open_mpi():
-    need(shutil.which("mpirun") is not None and mpi4py_importable(), "Open MPI with mpi4py")
-    return ["mpirun", "--oversubscribe", "-n"], OPEN_MPI_ENV
-
-
-@pytest.fixture
-def mpich(mpich_env):
-    need(mpi4py_importable(mpich_env), "mpi4py")
-    return ["mpiexec.mpich", "-n"], mpich_env
 
 
 @pytest.fixture
