@@ -501,7 +501,16 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         emit(self.callbacks, "on_worker_start", self.job)
         exit_code = await self._serve_until_stopped(server, channel)
         self.status = Status.closing
-        await _close_server(server, f"dask-runners: {self._tag} stopping")
+        try:
+            await asyncio.wait_for(
+                _close_server(server, f"dask-runners: {self._tag} stopping"), self.timeouts.shutdown
+            )
+        except asyncio.TimeoutError:
+            logger.warning(
+                "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway",
+                self._tag,
+                self.timeouts.shutdown,
+            )
         if channel is not None:
             await channel.close()
         self.status = Status.closed

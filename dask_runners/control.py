@@ -20,12 +20,12 @@ scheduler's ``before_close`` plugin hook whatever the reason for closing:
    tells every worker rank to stop; each closes its own worker or nanny
    (for a nanny this is the only path on which the worker process exits
    cleanly);
-2. the scheduler waits until every expected rank has joined and left (a rank
-   that joins late is told to stop at once, so that no rank is left waiting
-   for a scheduler that is gone);
-3. the client rank is told last, so that when its runner returns the workers
-   are already gone;
-4. the scheduler closes.
+2. the client rank is told right after the workers, so that its process
+   ends while theirs do;
+3. the scheduler waits until every expected rank has joined and left, or the
+   shutdown deadline (a rank that joins late is told to stop at once, so
+   that no rank is left waiting for a scheduler that is gone);
+4. the scheduler closes: no worker ever sees its scheduler vanish.
 """
 
 from __future__ import annotations
@@ -228,13 +228,12 @@ class ClusterControl(SchedulerPlugin):
         await self._flush_worker_streams(deadline)
         workers = [m for m in self.members.values() if m.role != "client"]
         await asyncio.gather(*(self._send_stop(m) for m in workers))
-        await self._wait_for_everyone_to_join(deadline)
-        await self._wait_until_left(
-            [m for m in self.members.values() if m.role != "client"], deadline
-        )
+        # The client need not wait while the workers close: it is told now,
+        # and its process ends while theirs do.
         clients = [m for m in self.members.values() if m.role == "client"]
         await asyncio.gather(*(self._send_stop(m) for m in clients))
-        await self._wait_until_left(clients, deadline)
+        await self._wait_for_everyone_to_join(deadline)
+        await self._wait_until_left(list(self.members.values()), deadline)
 
     async def _wait_for_everyone_to_join(self, deadline: float) -> None:
         if self.expected_members is None:

@@ -96,7 +96,7 @@ class MPIRunner(BaseRunner):
     @staticmethod
     async def _wait(request) -> None:
         """Poll a non-blocking MPI request without blocking the event loop."""
-        delays = backoff_delays(first=0.001, factor=1.5, cap=0.05)
+        delays = backoff_delays(first=0.001, factor=1.5, cap=0.01)
         while not request.Test():
             await asyncio.sleep(next(delays))
 
