@@ -13,6 +13,7 @@ See bench/README.md for what each column means.
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import dataclasses
 import datetime
@@ -99,6 +100,10 @@ class Source:
         """
         shutil.copytree(PACKAGE_DIR, into / "dask_runners",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # Bytecode, as an installed wheel has it (the anchors' packages have
+        # theirs); without it, PYTHONDONTWRITEBYTECODE=1 would make every rank
+        # compile the package anew and charge that to us alone.
+        compileall.compile_dir(into / "dask_runners", quiet=1)
         path = os.pathsep.join(filter(None, [str(into), os.environ.get("PYTHONPATH")]))
         description = f"snapshot of {_git_describe()} taken at start"
         return cls(into / "dask_runners", {"PYTHONPATH": path}, description)

@@ -9,3 +9,5 @@ bash "$here/install-system.sh"
 bash "$here/start-slurm.sh"
 bash "$here/start-multinode-slurm.sh"
 PIP_ROOT_USER_ACTION=ignore python -m pip install --quiet --disable-pip-version-check -e "$here/..[test,mpi,docs]"
+# Bytecode for the editable package, as a wheel install would have it.
+python -m compileall -q "$here/../dask_runners"
