@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from typing import NoReturn
 
@@ -103,6 +104,18 @@ async def _poll_for_workers(scheduler, n_workers: int, timeout: float) -> list[s
         if len(running) >= n_workers or time.monotonic() + delay > deadline:
             return running
         await asyncio.sleep(delay)
+
+
+def _let_signals_end_the_process() -> None:
+    """From here on, SIGTERM and SIGINT end the process at once.
+
+    A leaving rank may still wait in C code (``MPI_Finalize`` waits for every
+    rank); a Python handler would run only after it returns, so a launcher's
+    SIGTERM would go unheeded until it gives up and sends SIGKILL.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def node_local_directory(environ=None) -> str:
@@ -354,6 +367,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         handlers, garbage collection of every module) is skipped: it does
         nothing useful here and takes a large share of a short job's time.
         """
+        _let_signals_end_the_process()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -51,7 +51,10 @@ def test_failing_body_fails_the_job_quickly(job_dir, launcher, request):
     assert result.returncode != 0, result.report()
     assert result.tracebacks == 1, result.report()
     assert "ValueError: boom in the body" in result.stderr
-    assert result.after_signal < 1.0, result.report()
+    # Once a rank exits non-zero, Open MPI's mpirun signals the others and may
+    # wait its own odls_base_sigkill_timeout (1 s) for ranks already leaving.
+    allowed = 1.0 + (1.0 if launcher == "open_mpi" else 0.0)
+    assert result.after_signal < allowed, result.report()
     assert result.leftovers == []
 
 
