@@ -60,3 +60,18 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# slurm.conf settings that work in a container without systemd or cgroup delegation
+# (see shared/notes/real-launchers.md); both the single-node and the multi-node Slurm use them.
+SLURM_CONTAINER_SETTINGS="SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+MailProg=/bin/true
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+SlurmdParameters=config_overrides"

@@ -33,18 +33,7 @@ install -d -m 0755 "$CI_STATE"/{state,spool,log,run} /etc/slurm
 CONF_TEXT="# Written by dask_runners ci/start-slurm.sh: single-node Slurm for tests, no systemd/cgroups.
 ClusterName=ci
 SlurmctldHost=$NODE($ADDR)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-MailProg=/bin/true
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-SlurmdParameters=config_overrides
+$SLURM_CONTAINER_SETTINGS
 StateSaveLocation=$CI_STATE/state
 SlurmdSpoolDir=$CI_STATE/spool
 SlurmctldPidFile=$CI_STATE/run/slurmctld.pid
