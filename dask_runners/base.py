@@ -665,11 +665,11 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         except _StartInterrupted:
             exit_code = self._signal_exit  # a signal ended the start
             if self.role is Role.client:
-                self._signals.restore()
-                self._loop_runner.stop()
+                self._release_process()
                 raise JobInterrupted(self._signal_received, exit_code) from None
         except Exception as e:
             self.abort_start(e)
+            self._release_process()
             raise
         if self.role is not Role.client:
             self.exit_process(exit_code)
@@ -684,10 +684,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         try:
             self._close_after(exc, lambda: self.sync(self._shutdown, *self._outcome(exc)))
         finally:
-            self._signals.restore()
-            self._loop_runner.stop()
+            self._release_process()
             emit(self.callbacks, "on_completed", self.job, status=status, error=error)
         return False
+
+    def _release_process(self) -> None:
+        """Give back what entering took: the signal handlers and the loop thread."""
+        self._signals.restore()
+        self._loop_runner.stop()
 
     async def __aenter__(self) -> BaseRunner:
         await self
