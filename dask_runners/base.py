@@ -564,10 +564,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             failure = stopped.exception()
         elif stopped.result().exit_code != 0:
             order = stopped.result()
-            failure = ClusterStoppedError(
-                f"the cluster was stopped while the client code ran: {order.reason} "
-                f"(exit code {order.exit_code})"
-            )
+            failure = ClusterStoppedError(order.reason, order.exit_code)
         else:
             return  # closed on purpose, as by Client.shutdown()
         logger.error("%s: %s; interrupting the client code", self._tag, failure)
@@ -589,8 +586,6 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
                 # workers before it answers; wait for it a little longer.
                 wait = 2 * self.timeouts.shutdown
                 await self._channel.request_shutdown(exit_code, reason, wait)
-            elif self._failure is not None and not self._failure_raised:
-                raise self._failure
         finally:
             await self._channel.close()
             self.status = Status.closed
@@ -686,7 +681,18 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         finally:
             self._release_process()
             emit(self.callbacks, "on_completed", self.job, status=status, error=error)
+        self._raise_undelivered_failure(exc)
         return False
+
+    def _raise_undelivered_failure(self, exc) -> None:
+        """Raise a lost or stopped cluster's error if the body never saw it.
+
+        Without signal handlers (not on the main thread, or asynchronous), a
+        failure cannot interrupt the body; it is raised when the body ends.
+        """
+        if exc is None and self._failure is not None and not self._failure_raised:
+            self._failure_raised = True
+            raise self._failure
 
     def _release_process(self) -> None:
         """Give back what entering took: the signal handlers and the loop thread."""
@@ -710,6 +716,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
         finally:
             emit(self.callbacks, "on_completed", self.job, status=status, error=error)
+        self._raise_undelivered_failure(exc)
         return False
 
     def __await__(self):

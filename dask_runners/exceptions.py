@@ -31,8 +31,22 @@ class SchedulerLostError(RunnerError):
     """The scheduler rank went away without shutting the cluster down."""
 
 
-class ClusterStoppedError(RunnerError):
-    """The cluster was stopped, with a failure, while the client code ran."""
+class ClusterStoppedError(SystemExit):
+    """Raised in the client code when the cluster was stopped with a failure status.
+
+    For example, the scheduler rank alone received SIGTERM. Like
+    :class:`~dask_runners.signals.JobInterrupted` it is a ``SystemExit``
+    carrying the cluster's exit status, so the client rank leaves with the
+    same status as every other rank, and ``except Exception`` does not
+    swallow it. The runner logs the reason.
+    """
+
+    def __init__(self, reason: str, exit_code: int):
+        super().__init__(exit_code)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"the cluster was stopped while the client code ran: {self.reason} (exit code {self.code})"
 
 
 class ShutdownTimeoutError(RunnerError, TimeoutError):

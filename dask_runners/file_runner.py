@@ -9,6 +9,7 @@ LSF, Flux, torchrun and our own local launcher alike.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .base import BaseRunner, Role
@@ -18,6 +19,8 @@ from .scheduler_file import SchedulerFileReader, remove_scheduler_file, write_sc
 from .security import JobCredentials
 
 DEFAULT_SCHEDULER_FILE = "scheduler-{job_id}.{step_id}.json"
+#: Set by our local launcher (:mod:`dask_runners.local`): the run's own file.
+SCHEDULER_FILE_VAR = "DASK_RUNNERS_SCHEDULER_FILE"
 
 
 class SchedulerFileRunner(BaseRunner):
@@ -54,6 +57,7 @@ class SchedulerFileRunner(BaseRunner):
 
     def __init__(self, *, launcher=None, scheduler_file=DEFAULT_SCHEDULER_FILE, environ=None, **kwargs):
         super().__init__(**kwargs)
+        self._environ = os.environ if environ is None else environ
         self.job = self.read_job(environ, launcher)
         if self.job.rank is None or self.job.world_size is None:
             raise LauncherEnvironmentError(
@@ -86,7 +90,10 @@ class SchedulerFileRunner(BaseRunner):
 
     def _scheduler_file_path(self, template) -> Path:
         template = str(template)
-        if template == DEFAULT_SCHEDULER_FILE:
+        if template == DEFAULT_SCHEDULER_FILE and self._environ.get(SCHEDULER_FILE_VAR):
+            # our own local launcher gives each run a private file
+            template = self._environ[SCHEDULER_FILE_VAR]
+        elif template == DEFAULT_SCHEDULER_FILE:
             if self.job.job_id is None:
                 raise LauncherEnvironmentError(
                     f"{self.job.launcher} gives no job id to name the scheduler file after; "
