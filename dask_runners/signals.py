@@ -74,10 +74,6 @@ class SignalHandlers:
         self.signums = tuple(dict.fromkeys(s for s in signums if s is not None))
         self._previous: dict[int, object] = {}
 
-    @property
-    def installed(self) -> bool:
-        return bool(self._previous)
-
     def install(self) -> bool:
         """Install the handlers; only possible on the main thread."""
         if threading.current_thread() is not threading.main_thread():
