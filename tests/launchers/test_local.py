@@ -1,7 +1,6 @@
 """Our own launcher: `dask-runner launch -n N script.py` on this machine."""
 
 import signal
-import sys
 
 import pytest
 
