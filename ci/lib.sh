@@ -75,3 +75,17 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 SlurmdParameters=config_overrides"
+
+# cancel_jobs_if_running CTLD_PIDFILE: if that slurmctld runs, cancel every job of its cluster
+# (SLURM_CONF picks the cluster) and wait up to 10 s for the queue to empty.
+cancel_jobs_if_running() {
+  pid_alive "$1" slurmctld || return 0
+  local jobs end
+  jobs=$(timeout 10 squeue -h -o %A 2>/dev/null || true)
+  [[ -n $jobs ]] || return 0
+  log "cancelling jobs: ${jobs//$'\n'/ }"
+  # shellcheck disable=SC2086  # one argument per job id
+  timeout 10 scancel $jobs || true
+  end=$((SECONDS + 10))
+  while [[ -n "$(timeout 5 squeue -h -o %A 2>/dev/null)" ]] && ((SECONDS < end)); do sleep 0.2; done
+}

@@ -12,16 +12,7 @@ BRIDGE=mnbr0
 NAMESPACES=(mn-ctl mn-node1 mn-node2 mn-node3 mn-node4)
 VETHS=(mnv-ctl mnv-node1 mnv-node2 mnv-node3 mnv-node4)
 
-if pid_alive "$MN_STATE/run/slurmctld.pid" slurmctld; then
-  jobs=$(timeout 10 squeue -h -o %A 2>/dev/null || true)
-  if [[ -n $jobs ]]; then
-    log "cancelling jobs: ${jobs//$'\n'/ }"
-    # shellcheck disable=SC2086  # one argument per job id
-    timeout 10 scancel $jobs || true
-    end=$((SECONDS + 10))
-    while [[ -n "$(timeout 5 squeue -h -o %A 2>/dev/null)" ]] && ((SECONDS < end)); do sleep 0.2; done
-  fi
-fi
+cancel_jobs_if_running "$MN_STATE/run/slurmctld.pid"
 # In parallel: slurmd takes ~2 s to stop and slurmctld ~3 s.
 for n in node1 node2 node3 node4; do
   stop_pidfile "$MN_STATE/run/slurmd.$n.pid" slurmd 10 &
