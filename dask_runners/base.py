@@ -666,23 +666,38 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             self.abort_start(e)
             self._release_process()
             raise
-        if self.role is not Role.client:
-            self.exit_process(exit_code)
-        self._begin()
-        return self
+        return self._started(exit_code)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is not None and exc is self._failure:
-            self._failure_raised = True
-        status, error = outcome(exc)
-        emit(self.callbacks, "on_end", self.job, status=status, error=error)
+        status, error = self._body_ended(exc)
         try:
-            self._close_after(exc, lambda: self.sync(self._shutdown, *self._outcome(exc)))
+            self.sync(self._close_cluster, exc)
         finally:
             self._release_process()
             emit(self.callbacks, "on_completed", self.job, status=status, error=error)
         self._raise_undelivered_failure(exc)
         return False
+
+    def _body_ended(self, exc: BaseException | None) -> tuple[str, str | None]:
+        """The client code ended with ``exc``: note it and tell the callbacks."""
+        if exc is not None and exc is self._failure:
+            self._failure_raised = True
+        status, error = outcome(exc)
+        emit(self.callbacks, "on_end", self.job, status=status, error=error)
+        return status, error
+
+    async def _close_cluster(self, exc: BaseException | None) -> None:
+        """Shut the cluster down after the client code ended with ``exc``.
+
+        A failed shutdown is raised only when the client code succeeded;
+        otherwise it is logged, so that it never hides the code's own error.
+        """
+        try:
+            await self._shutdown(*self._outcome(exc))
+        except Exception as e:
+            if exc is None:
+                raise
+            logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
 
     def _raise_undelivered_failure(self, exc) -> None:
         """Raise a lost or stopped cluster's error if the body never saw it.
@@ -704,16 +719,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
-        if exc is not None and exc is self._failure:
-            self._failure_raised = True
-        status, error = outcome(exc)
-        emit(self.callbacks, "on_end", self.job, status=status, error=error)
+        status, error = self._body_ended(exc)
         try:
-            await self._shutdown(*self._outcome(exc))
-        except Exception as e:
-            if exc is None:
-                raise
-            logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
+            await self._close_cluster(exc)
         finally:
             emit(self.callbacks, "on_completed", self.job, status=status, error=error)
         self._raise_undelivered_failure(exc)
@@ -723,34 +731,25 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         async def start():
             self._check_world_size()
             self.loop = self.loop or IOLoop.current()
+            # No signal handlers here (the loop's owner has the signals), so
+            # nothing interrupts the start but an error.
             try:
                 exit_code = await self._start_once()
-            except _StartInterrupted:
-                exit_code = self._signal_exit
             except Exception as e:
                 self.abort_start(e)
                 raise
-            if self.role is not Role.client:
-                self.exit_process(exit_code)
-            self._begin()
-            return self
+            return self._started(exit_code)
 
         return start().__await__()
 
-    def _begin(self) -> None:
-        """The client code is about to run: tell the callbacks, once."""
-        if not self._began:
+    def _started(self, exit_code: int | None) -> BaseRunner:
+        """After the start: a service rank leaves; the client code may begin."""
+        if self.role is not Role.client:
+            self.exit_process(exit_code)
+        if not self._began:  # Client(runner) awaits an entered runner again
             self._began = True
             emit(self.callbacks, "on_begin", self.job)
-
-    def _close_after(self, exc, shutdown) -> None:
-        if exc is None:
-            shutdown()
-            return
-        try:
-            shutdown()
-        except Exception as e:
-            logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
+        return self
 
     def _outcome(self, exc: BaseException | None) -> tuple[int, str]:
         code = exit_code_for(exc)
