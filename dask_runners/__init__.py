@@ -13,9 +13,11 @@ from .exceptions import (
     WorkersTimeoutError,
     WorldTooSmallError,
 )
+from .environment import WorkerEnvironment, worker_environment
 from .file_runner import SchedulerFileRunner
 from .job import JobContext, current_job
 from .mpi import MPIRunner
+from .parallel import ItemFailure, ParallelFor, ParallelForError, parallel_for
 from .registry import Runner, register_runner
 from .security import JobCredentials, connect
 from .signals import JobInterrupted
@@ -29,9 +31,12 @@ __all__ = [
     "DiscoveryTimeoutError",
     "JobContext",
     "JobCredentials",
+    "ItemFailure",
     "JobInterrupted",
     "LauncherEnvironmentError",
     "MPIRunner",
+    "ParallelFor",
+    "ParallelForError",
     "Role",
     "Runner",
     "RunnerError",
@@ -41,9 +46,12 @@ __all__ = [
     "SchedulerStartError",
     "ShutdownTimeoutError",
     "Timeouts",
+    "WorkerEnvironment",
     "WorkersTimeoutError",
     "WorldTooSmallError",
     "connect",
     "current_job",
+    "parallel_for",
     "register_runner",
+    "worker_environment",
 ]

@@ -41,6 +41,7 @@ from tornado.ioloop import IOLoop
 
 from .callbacks import emit, outcome
 from .config import Timeouts, backoff_delays
+from .environment import as_environment
 from .job import visible_gpus
 from .security import JobCredentials, tls_wanted
 from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
@@ -177,6 +178,12 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         ``"distributed.Nanny"``. Default :class:`distributed.Worker`.
     worker_options : dict, optional
         Keyword arguments for the worker class.
+    worker_setup : callable or WorkerEnvironment, optional
+        Build a per-worker environment (a dict of models, datasets, ...)
+        with this on each worker before it joins the cluster; tasks read it
+        with :func:`~dask_runners.worker_environment`, and
+        :func:`~dask_runners.parallel_for` passes it to its function. See
+        :mod:`dask_runners.environment`.
     timeouts : dict, optional
         Deadlines in seconds by name (``discovery``, ``workers``,
         ``shutdown``, ``lease``); see :class:`dask_runners.config.Timeouts`.
@@ -244,6 +251,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         scheduler_options: dict | None = None,
         worker_class: type | str | None = None,
         worker_options: dict | None = None,
+        worker_setup=None,
         timeouts: dict | None = None,
         security=None,
         callbacks=(),
@@ -259,6 +267,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.scheduler_options = dict(scheduler_options or {})
         self.worker_class = worker_class or "distributed.Worker"
         self.worker_options = dict(worker_options or {})
+        self.worker_setup = None if worker_setup is None else as_environment(worker_setup)
         self.callbacks = list(callbacks)
         if interface is not None:
             self.scheduler_options.setdefault("interface", interface)
@@ -508,6 +517,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         options.setdefault("local_directory", node_local_directory())
         if self.security is not None:
             options.setdefault("security", self.security)
+        if self.worker_setup is not None:
+            options["plugins"] = (*options.get("plugins", ()), self.worker_setup)
         self._server = server = worker_class(self.scheduler_address, **options)
         await server
         self.status = Status.running

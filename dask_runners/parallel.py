@@ -1,0 +1,447 @@
+"""``parallel_for``: map a function over many items on the cluster, in order.
+
+It is the batch-processing loop of ML inference and feature extraction: a
+pure function processes one item with objects from a per-worker environment
+(see :mod:`dask_runners.environment`)::
+
+    def setup():
+        return {"model": load_model("model.pt")}
+
+    def predict(item, *, model):
+        return model.predict(item)
+
+    with Runner(worker_setup=setup) as runner:
+        with Client(runner) as client:
+            for prediction in parallel_for(predict, inputs, client=client):
+                ...
+
+Only a bounded number of items is in flight at a time, so a million items do
+not make a million futures; results come back in input order (or as they
+finish); a failing item is reported without losing the others; results can
+be written as JSON Lines shards. Without a client, the same call runs in
+this process, for debugging.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import queue
+import time
+import traceback
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+
+import distributed
+
+from .config import Timeouts
+from .environment import DEFAULT_NAME, WorkerEnvironment, as_environment, build, warn_if_large
+from .exceptions import RunnerError, WorkersTimeoutError
+from .progress import Progress
+from .shards import ShardWriter
+
+logger = logging.getLogger(__name__)
+
+#: Environments registered by parallel_for, per client: {name: setup}.
+_registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ON_ERROR = ("raise", "skip", "return")
+_SKIPPED = object()
+
+
+@dataclasses.dataclass
+class ItemFailure:
+    """An item whose function raised.
+
+    Attributes
+    ----------
+    index : int
+        The item's position in the input.
+    item : object
+        The item.
+    error : str
+        ``"ExceptionType: message"``.
+    traceback : str
+        The formatted traceback, from the worker.
+    exception : BaseException or None
+        The exception itself, when it could be sent back.
+    """
+
+    index: int
+    item: object
+    error: str
+    traceback: str
+    exception: BaseException | None = None
+
+
+class ParallelForError(RunnerError):
+    """Some items failed; every other result was delivered first.
+
+    Attributes
+    ----------
+    failures : list of ItemFailure
+        Every failure, by index.
+    """
+
+    def __init__(self, failures: list[ItemFailure], done: int, stopped_early: bool = False):
+        self.failures = sorted(failures, key=lambda failure: failure.index)
+        shown = "; ".join(f"item {f.index}: {f.error}" for f in self.failures[:3])
+        more = f"; and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        ending = (
+            "stopping early (max_failures)" if stopped_early else "every other result was delivered"
+        )
+        super().__init__(
+            f"{len(self.failures)} of {done} finished items failed, {ending}: {shown}{more}. "
+            "The tracebacks are in .failures; pass on_error='return' to get failures in place of "
+            "results, or on_error='skip' to go on without them"
+        )
+
+
+def _failure_of(exc: BaseException, tb: str) -> tuple[str, str, BaseException | None]:
+    """``(error, traceback, exception)``, with the exception only if it pickles."""
+    try:
+        distributed.protocol.pickle.dumps(exc)
+        sendable = exc
+    except Exception:
+        sendable = None
+    return f"{type(exc).__name__}: {exc}", tb, sendable
+
+
+def _call(fn: Callable, item, env: dict) -> tuple[bool, object]:
+    """``(True, fn(item, **env))``, or ``(False, failure)`` if it raised."""
+    try:
+        return True, fn(item, **env)
+    except Exception as e:
+        user_frames = e.__traceback__.tb_next  # leave out this frame
+        return False, _failure_of(e, "".join(traceback.format_exception(type(e), e, user_frames)))
+
+
+def _run_on_worker(item, *, fn: Callable, environment: str, required: bool):
+    """The task: look up this worker's environment and call ``fn`` on one item."""
+    from .environment import worker_environment
+
+    worker = distributed.get_worker()
+    try:
+        env = worker_environment(environment) if required or environment in worker.plugins else {}
+    except Exception as e:
+        return False, _failure_of(e, traceback.format_exc())
+    return _call(fn, item, env)
+
+
+class ParallelFor:
+    """The iterator :func:`parallel_for` returns.
+
+    Attributes
+    ----------
+    failures : list of ItemFailure
+        The items that failed so far.
+    done : int
+        How many items finished, successfully or not.
+    shards : list of Path
+        The finished JSONL shards, when ``output_dir`` was given.
+    """
+
+    def __init__(self, fn, items, *, client, setup, environment, ordered, with_index,
+                 max_in_flight, on_error, max_failures, progress, output_dir, shard_size):
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be one of {_ON_ERROR}, not {on_error!r}")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        warn_if_large(fn, "the function")
+        self.fn = fn
+        self.items = items
+        self.client = _resolve_client(client)
+        self.setup = None if setup is None else as_environment(setup, environment or DEFAULT_NAME)
+        self.environment = self.setup.name if self.setup is not None else (environment or DEFAULT_NAME)
+        self.environment_required = setup is not None or environment is not None
+        self.ordered = ordered
+        self.with_index = with_index
+        self.max_in_flight = max_in_flight
+        self.on_error = on_error
+        self.max_failures = max_failures
+        self.failures: list[ItemFailure] = []
+        self.done = 0
+        label = getattr(fn, "__name__", "parallel_for")
+        self._progress = Progress(label, _length(items), enabled=progress)
+        self._writer = None if output_dir is None else ShardWriter(output_dir, shard_size)
+        self._results = self._run()
+
+    @property
+    def shards(self):
+        return [] if self._writer is None else list(self._writer.finished)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._results)
+
+    def close(self) -> None:
+        """Stop: cancel the items in flight."""
+        self._results.close()
+
+    # -- the two ways of running ------------------------------------------------
+    def _run(self) -> Iterator:
+        finished = False
+        try:
+            if self.client is None:
+                yield from self._run_here()
+            else:
+                yield from self._run_on_cluster()
+            finished = True
+        finally:
+            self._progress.close()
+            if self._writer is not None:
+                self._writer.close(complete=finished)
+        if self.failures and self.on_error == "raise":
+            raise ParallelForError(self.failures, self.done)
+
+    def _run_here(self) -> Iterator:
+        if self.setup is not None:
+            env = build(self.setup.setup_function, self.environment)
+        elif self.environment_required:
+            raise RunnerError(
+                f"environment {self.environment!r} was asked for, but there is no cluster "
+                "(no client) to have one; pass setup=... to build it in this process"
+            )
+        else:
+            env = {}
+        for index, item in enumerate(self.items):
+            output = self._record(index, item, *_call(self.fn, item, env))
+            if output is not _SKIPPED:
+                yield output
+
+    def _run_on_cluster(self) -> Iterator:
+        client = self.client
+        self._register_environment()
+        window = self.max_in_flight or max(16, 4 * sum(client.nthreads().values()))
+        token = uuid.uuid4().hex[:8]
+        label = self._progress.label
+        inputs = enumerate(self.items)
+        finished: queue.Queue = queue.Queue()
+        outstanding: dict[int, object] = {}  # index -> item, until its result is handed out
+        keys: dict[str, int] = {}
+        ready: dict[int, object] = {}  # index -> output, waiting for its turn
+        next_index = 0
+        in_flight: list = []
+        exhausted = False
+        watchdog = _WorkersWatchdog(client)
+        try:
+            while True:
+                room = window - len(outstanding)
+                if not exhausted and room >= max(1, window // 8):
+                    batch = list(itertools.islice(inputs, room))
+                    exhausted = len(batch) < room
+                    if batch:
+                        for index, item in batch:
+                            outstanding[index] = item
+                        batch_keys = [f"{label}-{token}-{index}" for index, _ in batch]
+                        keys.update(zip(batch_keys, (index for index, _ in batch)))
+                        futures = client.map(
+                            _run_on_worker, [item for _, item in batch], key=batch_keys, pure=False,
+                            fn=self.fn, environment=self.environment,
+                            required=self.environment_required,
+                        )
+                        for future in futures:
+                            future.add_done_callback(finished.put)
+                        in_flight.extend(futures)
+                if not outstanding:
+                    return
+                if len(ready) < len(outstanding):
+                    for index, result in self._collect(finished, keys, outstanding, watchdog):
+                        ready[index] = self._record(index, outstanding[index], *result)
+                        if not self.ordered:
+                            del outstanding[index]
+                    in_flight = [future for future in in_flight if not future.done()]
+                while ready:
+                    if self.ordered:
+                        if next_index not in ready:
+                            break
+                        output = ready.pop(next_index)
+                        del outstanding[next_index]
+                        next_index += 1
+                    else:
+                        output = ready.pop(next(iter(ready)))
+                    if output is not _SKIPPED:
+                        yield output
+        finally:
+            pending = [future for future in in_flight if not future.done()]
+            if pending:
+                client.cancel(pending)
+
+    def _collect(self, finished, keys, outstanding, watchdog):
+        """Wait for finished tasks and return ``[(index, (ok, value))]`` for them."""
+        while True:
+            try:
+                done = [finished.get(timeout=1.0)]
+                break
+            except queue.Empty:
+                watchdog.check(len(outstanding))
+        while True:
+            try:
+                done.append(finished.get_nowait())
+            except queue.Empty:
+                break
+        watchdog.progressed()
+        succeeded = [future for future in done if future.status == "finished"]
+        results = []
+        if succeeded:
+            values = self.client.gather(succeeded)
+            results.extend((keys.pop(f.key), value) for f, value in zip(succeeded, values))
+        for future in done:
+            if future.status != "finished":
+                exc = future.exception() if future.status == "error" else distributed.CancelledError(future.key)
+                results.append((keys.pop(future.key), (False, _failure_of(exc, ""))))
+        return results
+
+    def _record(self, index: int, item, ok: bool, value):
+        """Count, log and shard one result; return what the iterator hands out."""
+        self.done += 1
+        self._progress.update(1, failed=0 if ok else 1)
+        if ok:
+            record, output = {"result": value}, value
+        else:
+            output = ItemFailure(index, item, *value)
+            self.failures.append(output)
+            record = {"error": output.error, "traceback": output.traceback}
+        if self._writer is not None:
+            self._writer.write(index, record)
+        if not ok and self.max_failures is not None and len(self.failures) > self.max_failures:
+            raise ParallelForError(self.failures, self.done, stopped_early=True)
+        if not ok and self.on_error != "return":
+            return _SKIPPED
+        return (index, output) if self.with_index else output
+
+    def _register_environment(self) -> None:
+        if self.setup is None:
+            return
+        known = _registered.setdefault(self.client, {})
+        if known.get(self.environment) is not self.setup.setup_function:
+            self.client.register_plugin(self.setup, name=self.environment)
+            known[self.environment] = self.setup.setup_function
+
+
+class _WorkersWatchdog:
+    """Raise when a cluster with items in flight has had no worker for too long."""
+
+    def __init__(self, client):
+        self.client = client
+        self.deadline = Timeouts.resolve().workers
+        self.empty_since: float | None = None
+
+    def progressed(self) -> None:
+        self.empty_since = None
+
+    def check(self, in_flight: int) -> None:
+        if self.client.nthreads():
+            self.empty_since = None
+            return
+        now = time.monotonic()
+        self.empty_since = self.empty_since or now
+        if now - self.empty_since > self.deadline:
+            raise WorkersTimeoutError(
+                f"the cluster has had no worker for {now - self.empty_since:.0f} s with {in_flight} "
+                f"items in flight (runners.timeouts.workers = {self.deadline:.0f} s); "
+                "check the worker ranks' logs"
+            )
+
+
+def _resolve_client(client):
+    if client is not None:
+        if client.asynchronous:
+            raise TypeError("parallel_for needs a synchronous Client")
+        return client
+    try:
+        return distributed.default_client()
+    except ValueError:
+        logger.info("parallel_for: no Dask client; running the items in this process")
+        return None
+
+
+def _length(items) -> int | None:
+    try:
+        return len(items)
+    except TypeError:
+        return None
+
+
+def parallel_for(
+    fn: Callable,
+    items: Iterable,
+    *,
+    client: distributed.Client | None = None,
+    setup: Callable | WorkerEnvironment | None = None,
+    environment: str | None = None,
+    ordered: bool = True,
+    with_index: bool = False,
+    max_in_flight: int | None = None,
+    on_error: str = "raise",
+    max_failures: int | None = None,
+    progress: bool | None = None,
+    output_dir=None,
+    shard_size: int = 1000,
+) -> ParallelFor:
+    """Call ``fn(item, **env)`` for every item, on the cluster, and yield the results.
+
+    Parameters
+    ----------
+    fn : callable
+        A pure function of one item and the environment's entries as keyword
+        arguments. It is pickled once per batch of items, so it should not
+        capture large objects: put those in the environment.
+    items : iterable
+        The items (often indices into a dataset in the environment). Read
+        lazily, as room in flight frees up, so it may be a generator.
+    client : distributed.Client, optional
+        The cluster's client; by default the current client. With no client
+        at all, the items run here, one after the other, with the
+        environment built here: the same code, for debugging.
+    setup : callable or WorkerEnvironment, optional
+        Build the environment with this on every worker (registered on the
+        client, once per client and name). Not needed when the runner was
+        given ``worker_setup=``.
+    environment : str, optional
+        The name of the environment to use. By default the one named
+        ``"environment"``, if the workers have it; with neither ``setup``
+        nor a worker environment, ``fn`` gets no keyword arguments.
+    ordered : bool
+        Yield results in input order (default), or as they finish.
+    with_index : bool
+        Yield ``(index, result)`` pairs; useful when ``ordered=False``.
+    max_in_flight : int, optional
+        How many items may be submitted but not yet handed out. Default:
+        four per worker thread, at least 16.
+    on_error : {"raise", "skip", "return"}
+        What a failing item does. ``"raise"``: every other result is
+        yielded, then :class:`ParallelForError` lists the failures.
+        ``"skip"``: failures are left out (see :attr:`ParallelFor.failures`).
+        ``"return"``: an :class:`ItemFailure` is yielded in the item's place.
+    max_failures : int, optional
+        Stop (cancel what is in flight and raise :class:`ParallelForError`)
+        once more than this many items have failed.
+    progress : bool, optional
+        Show progress: a bar in a terminal, a line every 30 s in a log.
+        Default: only in a terminal.
+    output_dir : str or Path, optional
+        Also write every result to JSON Lines shards here; see
+        :mod:`dask_runners.shards`.
+    shard_size : int
+        How many consecutive items share a shard.
+
+    Returns
+    -------
+    ParallelFor
+        An iterator over the results.
+
+    Examples
+    --------
+    >>> results = list(parallel_for(lambda x, scale=1: x * scale, range(3)))  # no client: here
+    >>> results
+    [0, 1, 2]
+    """
+    return ParallelFor(
+        fn, items, client=client, setup=setup, environment=environment, ordered=ordered,
+        with_index=with_index, max_in_flight=max_in_flight, on_error=on_error,
+        max_failures=max_failures, progress=progress, output_dir=output_dir, shard_size=shard_size,
+    )
