@@ -520,7 +520,11 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         if self.worker_setup is not None:
             options["plugins"] = (*options.get("plugins", ()), self.worker_setup)
         self._server = server = worker_class(self.scheduler_address, **options)
-        await server
+        try:
+            await server
+        except Exception as e:
+            await self._report_worker_start_failure(channel, e)
+            raise
         self.status = Status.running
         await self.on_worker_start(server)
         emit(self.callbacks, "on_worker_start", self.job)
@@ -583,6 +587,25 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.status = Status.closing  # Client(runner) then closes instead of reconnecting
         if self._signals is not None:
             self._signals.wake_main_thread()
+
+    async def _report_worker_start_failure(self, channel, error: Exception) -> None:
+        """Stop the job: a worker that cannot start (a failing ``worker_setup``,
+        a bad option) fails the same way on every rank, and the client would
+        otherwise wait for it until the workers deadline."""
+        cause = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        what = f"could not start its worker: {type(cause).__name__}: {cause}"
+        logger.error("%s %s", self._tag, what)
+        reason = f"worker rank {self.rank} {what}"
+        if channel is None:
+            return
+        try:
+            await channel.request_shutdown(1, reason, self.timeouts.shutdown)
+        except ShutdownTimeoutError:
+            pass
+        finally:
+            await channel.close()
 
     async def _shutdown(self, exit_code: int, reason: str) -> None:
         """On the client rank: shut the cluster down, workers first."""

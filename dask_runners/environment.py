@@ -95,8 +95,16 @@ class WorkerEnvironment(WorkerPlugin):
         # By value, so that a setup function defined in the job's script
         # reaches a worker in another process (a Nanny's child, or a worker
         # registered from a client) without importing that script.
+        try:
+            functions = cloudpickle.dumps((self.setup_function, self.teardown_function))
+        except Exception as e:
+            raise TypeError(
+                f"the setup function of environment {self.name!r} cannot be sent to the workers "
+                f"({e}){_captured(self.setup_function)}; make the objects inside the setup "
+                "function instead of capturing them"
+            ) from e
         return {
-            "functions": cloudpickle.dumps((self.setup_function, self.teardown_function)),
+            "functions": functions,
             "name": self.name,
             "lazy": self.lazy,
         }
@@ -188,7 +196,7 @@ def warn_if_large(function: Callable, what: str) -> None:
 
 
 def _captured(function: Callable) -> str:
-    """Name the largest thing ``function`` captures, as ' (it captures X)'."""
+    """Name what ``function`` captures that cannot be pickled, or the largest capture."""
     captures = {}
     if inspect.ismethod(function):
         captures["self"] = function.__self__
@@ -202,7 +210,7 @@ def _captured(function: Callable) -> str:
         try:
             sizes[name] = len(cloudpickle.dumps(value))
         except Exception:
-            continue
+            return f" (it captures {name!r}, a {type(value).__name__}, which cannot be pickled)"
     if not sizes:
         return ""
     largest = max(sizes, key=sizes.get)
