@@ -215,7 +215,7 @@ class ParallelFor:
     def _run_on_cluster(self) -> Iterator:
         client = self.client
         self._register_environment()
-        window = self.max_in_flight or max(16, 4 * sum(client.nthreads().values()))
+        window = self.max_in_flight or max(128, 8 * sum(client.nthreads().values()))
         token = uuid.uuid4().hex[:8]
         label = self._progress.label
         inputs = enumerate(self.items)
@@ -230,7 +230,7 @@ class ParallelFor:
         try:
             while True:
                 room = window - len(outstanding)
-                if not exhausted and room >= max(1, window // 8):
+                if not exhausted and room >= max(1, window // 4):
                     batch = list(itertools.islice(inputs, room))
                     exhausted = len(batch) < room
                     if batch:
@@ -411,7 +411,9 @@ def parallel_for(
         Yield ``(index, result)`` pairs; useful when ``ordered=False``.
     max_in_flight : int, optional
         How many items may be submitted but not yet handed out. Default:
-        four per worker thread, at least 16.
+        eight per worker thread, at least 128. Items are submitted in
+        batches of a quarter of this, to keep the scheduler's work per item
+        low.
     on_error : {"raise", "skip", "return"}
         What a failing item does. ``"raise"``: every other result is
         yielded, then :class:`ParallelForError` lists the failures.
