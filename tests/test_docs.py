@@ -300,7 +300,9 @@ def user_env(tmp_path, mpich_env_lazy):
     (bin_dir / "dask-runner").write_text(f'#!/bin/sh\nexec "{PYTHON}" -m dask_runners "$@"\n')
     (bin_dir / "dask-runner").chmod(0o755)
     if shutil.which("mpiexec.mpich"):
-        (bin_dir / "mpiexec").symlink_to(shutil.which("mpiexec.mpich"))
+        # a script, not a link: Hydra finds its proxy next to the path it was started as
+        (bin_dir / "mpiexec").write_text('#!/bin/sh\nexec mpiexec.mpich "$@"\n')
+        (bin_dir / "mpiexec").chmod(0o755)
     env = dict(os.environ)
     env.update(OPEN_MPI_ENV)
     env.update({
@@ -366,7 +368,7 @@ def test_launcher_block_runs(page, block, tmp_path, user_env, mpich_env_lazy):
         if _starts_mpich(command):
             mpich = mpich_env_lazy()
             exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in mpich.items())
-            lines.append(f"( export {exports}; {command} )")
+            lines.append(f"(\n  export {exports}\n  {command}\n)")
         else:
             lines.append(command)
     result = subprocess.run(
