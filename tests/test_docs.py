@@ -184,6 +184,51 @@ def test_every_deadline_is_documented_with_its_default():
         assert float(row.group(1)) == default, (name, row.group(1), default)
 
 
+CONFIG_READ = re.compile(r"""dask\.config\.get\(\s*f?["'](runners\.[^"'{]+)["']\s*,\s*([^)]+?)\s*\)""")
+
+
+def config_keys_read_by_the_package() -> dict[str, object]:
+    """Every literal ``runners.*`` key the package reads, with its default."""
+    import ast
+
+    keys = {}
+    for source in sorted((ROOT / "dask_runners").glob("*.py")):
+        for key, default in CONFIG_READ.findall(source.read_text()):
+            keys[key] = ast.literal_eval(default)
+    return keys
+
+
+def test_every_dask_config_key_is_documented_with_its_default():
+    from dask_runners.config import DEFAULT_TIMEOUTS
+
+    keys = config_keys_read_by_the_package()
+    assert {"runners.security", "runners.pin-gpus"} <= set(keys), "the key pattern no longer finds the reads"
+    keys.update({f"runners.timeouts.{name}": default for name, default in DEFAULT_TIMEOUTS.items()})
+    page = (DOCS / "configuration.rst").read_text()
+    for key, default in keys.items():
+        if isinstance(default, bool):
+            shown = rf"``{re.escape(key)}`` \(default ``{default}``\)"
+        else:
+            shown = rf"``{re.escape(key)}``\s+{default:g} s"
+        assert re.search(shown, page), f"{key} (default {default!r}) is not on docs/configuration.rst"
+
+
+def test_every_runner_argument_is_documented():
+    import dask_runners
+
+    page = (DOCS / "configuration.rst").read_text()
+    owners = [dask_runners.BaseRunner, dask_runners.SLURMRunner, dask_runners.MPIRunner,
+              dask_runners.SchedulerFileRunner, dask_runners.Runner]
+    missing = []
+    for owner in owners:
+        function = owner.__init__ if isinstance(owner, type) else owner
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD) and name != "self":
+                if not re.search(rf"^``{name}`` \(", page, re.MULTILINE):
+                    missing.append(f"{owner.__name__}({name}=)")
+    assert missing == [], f"not described on docs/configuration.rst: {missing}"
+
+
 def test_importing_the_package_does_not_import_mpi4py():
     """autodoc imports dask_runners; MPI must not start there."""
     code = "import sys, dask_runners; assert 'mpi4py' not in sys.modules, 'mpi4py imported'"
