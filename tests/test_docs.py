@@ -19,10 +19,13 @@
       submitted with ``sbatch --wait`` to the real Slurm; the job must exit 0
       and its output hold no traceback.
   ``.. checks-syntax: pbs|lsf|flux|slurm``
-      Batch scripts for systems this machine does not have (PBS, LSF, Flux,
-      GPU nodes): ``bash -n`` must accept them, they must carry their
-      system's directives, and every Python script they start must be a
-      ``.. file:`` block of the page (which compiles like every other).
+      Batch scripts for what this machine does not have (PBS, LSF, Flux,
+      GPUs, more than one Slurm node): ``bash -n`` must accept them, they
+      must carry their system's directives, and every Python script they
+      start must be a ``.. file:`` block of the page (which compiles like
+      every other). The GPU recipe's script also runs under ``srun`` with
+      four GPUs named in ``CUDA_VISIBLE_DEVICES``, to check the GPU each
+      worker keeps.
 
   What the harness adds to a user's environment, and why: ``python`` and
   ``dask-runner`` run this checkout with the test's interpreter; Open MPI
@@ -441,3 +444,23 @@ def test_batch_script_for_another_system_is_well_formed(page, block, tmp_path):
     for name in started:
         assert name in files, f"{where} starts {name}, which is no `.. file:` block above it"
         compile(files[name], name, "exec")
+
+
+@pytest.mark.timeout(180)
+def test_gpu_recipe_gives_each_worker_its_own_gpu(tmp_path, user_env):
+    """The cookbook's claim: six tasks on a node with four GPUs, and local
+    ranks 2 to 5 keep GPUs 2, 3, 0 and 1. No GPU is needed to check which
+    one each worker keeps; the node's four are named as Slurm would."""
+    need(slurm_is_up(), "a running Slurm (ci/start-slurm.sh)")
+    script = _page_files(DOCS / "cookbook.rst", 10**9)["gpu_script.py"]
+    (tmp_path / "gpu_script.py").write_text(script)
+    env = {**user_env, "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    result = subprocess.run(
+        ["srun", "-n", "6", "python", "gpu_script.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150,
+    )
+    _assert_ran_clean("srun -n 6 python gpu_script.py", result.returncode, result.stdout + result.stderr, tmp_path)
+    import ast
+
+    devices = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert sorted(devices.values()) == ["0", "1", "2", "3"], devices
