@@ -340,7 +340,7 @@ def _page_files(page: Path, before_line: int) -> dict[str, str]:
 
 
 @pytest.fixture
-def user_env(tmp_path, mpich_env_lazy):
+def user_env(tmp_path):
     """The environment a user's shell would have, pointed at this checkout."""
     bin_dir = tmp_path / ".bin"
     bin_dir.mkdir()
