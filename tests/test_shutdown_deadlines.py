@@ -1,0 +1,67 @@
+"""The shutdown deadline: a rank that does not leave, and a shutdown nobody confirms."""
+
+import asyncio
+import logging
+
+import pytest
+
+from dask_runners import ShutdownTimeoutError
+from dask_runners.control import ClusterControl
+from dask_runners.inprocess import InProcessRunner, InProcessWorld, RankExited
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+
+LIGHT = {"scheduler_options": {"dashboard": False}, "worker_options": {"nthreads": 1}}
+
+
+async def quick(runner):
+    return "done"
+
+
+def start_ranks(world, runner_class, timeouts):
+    """Start every rank of ``world``; return (tasks by rank, runners by rank, client outcome)."""
+    runners, outcome = {}, {}
+
+    async def rank_main(rank):
+        try:
+            runner = runner_class(world, rank, **LIGHT, timeouts=timeouts)
+            runners[rank] = runner
+            async with runner:
+                outcome["result"] = await quick(runner)
+        except RankExited:
+            pass
+        except Exception as e:
+            outcome["error"] = e
+
+    tasks = {rank: asyncio.ensure_future(rank_main(rank)) for rank in range(world.size)}
+    return tasks, runners, outcome
+
+
+async def test_a_rank_that_does_not_leave_is_logged_and_the_scheduler_closes_anyway(caplog):
+    class StuckWorker(InProcessRunner):
+        async def before_worker_start(self):
+            if self.rank == 3:
+                await asyncio.sleep(3600)  # joined, then never acts on the stop order
+
+    world = InProcessWorld(4)
+    with caplog.at_level(logging.WARNING, logger="dask_runners.control"):
+        tasks, _, outcome = start_ranks(world, StuckWorker, {"shutdown": 1})
+        await asyncio.wait_for(asyncio.gather(tasks[0], tasks[1], tasks[2]), 20)
+    tasks[3].cancel()
+    await asyncio.gather(tasks[3], return_exceptions=True)
+    assert outcome == {"result": "done"}
+    assert world.exit_codes[0] == 0 and world.exit_codes[2] == 0
+    assert "rank(s) [3] did not leave within the 1 s shutdown deadline; closing anyway" in caplog.text
+
+
+async def test_a_shutdown_the_scheduler_never_confirms_raises_shutdown_timeout(monkeypatch):
+    monkeypatch.setattr(ClusterControl, "request_close", lambda self, exit_code, reason: None)
+    world = InProcessWorld(3)
+    tasks, runners, outcome = start_ranks(world, InProcessRunner, {"shutdown": 0.5})
+    await asyncio.wait_for(tasks[1], 20)
+    assert isinstance(outcome.get("error"), ShutdownTimeoutError), outcome
+    assert "did not confirm the shutdown within 1 s" in str(outcome["error"])
+    monkeypatch.undo()  # now let the scheduler close the cluster as usual
+    runners[0]._control.request_close(0, "the test is over")
+    await asyncio.wait_for(asyncio.gather(tasks[0], tasks[2]), 20)
+    assert world.exit_codes == {0: 0, 2: 0}
