@@ -94,6 +94,9 @@ class ClusterControl(SchedulerPlugin):
         self._member_joined = asyncio.Event()
         self._worker_arrived = asyncio.Event()
         self._drained: asyncio.Task | None = None
+        #: Coroutine functions awaited in the shutdown while the ranks leave:
+        #: closing the scheduler rank's own worker (``exclusive_workers=False``).
+        self.on_drain: list = []
         self._client_watch: asyncio.Task | None = None
 
     def expect_client(self, deadline: float) -> None:
@@ -232,6 +235,7 @@ class ClusterControl(SchedulerPlugin):
         # and its process ends while theirs do.
         clients = [m for m in self.members.values() if m.role == "client"]
         await asyncio.gather(*(self._send_stop(m) for m in clients))
+        await asyncio.gather(*(close() for close in self.on_drain))
         await self._wait_for_everyone_to_join(deadline)
         await self._wait_until_left(list(self.members.values()), deadline)
 

@@ -82,6 +82,15 @@ def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: di
         raise
 
 
+def publish_scheduler(path: Path, scheduler, stamp: dict, credentials=None) -> None:
+    """Write the running ``scheduler``'s file: address, dashboard port, credentials."""
+    services = {"dashboard": scheduler.services["dashboard"].port} if "dashboard" in scheduler.services else {}
+    extra = {"id": scheduler.id, "services": services}
+    if credentials is not None:
+        extra["credentials"] = credentials.to_dict()
+    write_scheduler_file(path, scheduler.address, stamp, extra=extra)
+
+
 def look(path: Path, stamp: dict | None) -> FileState:
     """Look once at ``path``: one ``open``, no separate ``stat``.
 
@@ -117,7 +126,7 @@ class SchedulerFileReader:
         The identity of this run; files with another stamp are ignored.
     """
 
-    def __init__(self, path: Path, stamp: dict):
+    def __init__(self, path: Path, stamp: dict | None):
         self.path = path
         self.stamp = stamp
         self.looks = 0
