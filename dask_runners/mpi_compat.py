@@ -50,11 +50,18 @@ class _DaskMPIRunner(MPIRunner):
             super().exit_process(exit_code)
 
 
-def _make_runner(
-    *, exit, comm, interface, protocol, nthreads, memory_limit, local_directory, nanny,
-    dashboard, dashboard_address, scheduler_port=None, worker_class, worker_options, **runner_options,
-) -> _DaskMPIRunner:
-    """dask-mpi's parameters as runner options: one place for both functions."""
+def dask_mpi_options(
+    *, interface=None, protocol=None, nthreads=None, memory_limit=None, local_directory=None,
+    nanny=False, dashboard=True, dashboard_address=None, scheduler_port=None,
+    worker_class="distributed.Worker", worker_options=None, **runner_options,
+) -> dict:
+    """dask-mpi's parameters (its functions' and its CLI's) as runner options.
+
+    One translation for :func:`initialize`, :func:`execute` and
+    ``dask-runner serve``. Options left ``None`` are not passed, so
+    distributed's own defaults and dask config apply. A ``protocol`` other
+    than ``tls`` turns the job's TLS off (``security=False``).
+    """
     if nanny:
         warnings.warn(
             "nanny=True is deprecated (as in dask-mpi); use worker_class='distributed.Nanny'",
@@ -62,25 +69,19 @@ def _make_runner(
             stacklevel=3,
         )
         worker_class = "distributed.Nanny"
-    scheduler_options = {"dashboard": dashboard, "dashboard_address": dashboard_address}
-    worker = {"nthreads": nthreads, "memory_limit": memory_limit}
-    if local_directory:
-        worker["local_directory"] = local_directory
-    if scheduler_port is not None:
-        scheduler_options["port"] = scheduler_port
+    scheduler = {"dashboard": dashboard, "dashboard_address": dashboard_address, "port": scheduler_port}
+    worker = {"nthreads": nthreads, "memory_limit": memory_limit, "local_directory": local_directory or None}
     if protocol is not None:
-        scheduler_options["protocol"] = worker["protocol"] = protocol
+        scheduler["protocol"] = worker["protocol"] = protocol
         if protocol.rstrip(":/") != "tls":
             runner_options.setdefault("security", False)
-    return _DaskMPIRunner(
-        exit=exit,
-        comm=comm,
-        interface=interface,
-        scheduler_options=scheduler_options,
-        worker_class=worker_class,
-        worker_options={**worker, **(worker_options or {})},
+    return {
+        "interface": interface,
+        "scheduler_options": {k: v for k, v in scheduler.items() if v is not None},
+        "worker_class": worker_class,
+        "worker_options": {**{k: v for k, v in worker.items() if v is not None}, **(worker_options or {})},
         **runner_options,
-    )
+    }
 
 
 def initialize(
@@ -126,12 +127,12 @@ def initialize(
         Whether this rank is the client rank.
     """
     global _active
-    runner = _make_runner(
-        exit=exit, comm=comm, interface=interface, protocol=protocol, nthreads=nthreads,
-        memory_limit=memory_limit, local_directory=local_directory, nanny=nanny,
-        dashboard=dashboard, dashboard_address=dashboard_address, worker_class=worker_class,
+    runner = _DaskMPIRunner(exit=exit, comm=comm, **dask_mpi_options(
+        interface=interface, protocol=protocol, nthreads=nthreads, memory_limit=memory_limit,
+        local_directory=local_directory, nanny=nanny, dashboard=dashboard,
+        dashboard_address=dashboard_address, worker_class=worker_class,
         worker_options=worker_options, **runner_options,
-    )
+    ))
     runner.__enter__()  # a service rank returns only with exit=False, after the cluster closed
     if runner.role is not Role.client:
         return False
@@ -224,15 +225,15 @@ def execute(
     has_client = callable(client_function)
     if not scheduler and scheduler_address is None and scheduler_file is None:
         raise ValueError("Must provide scheduler_address or scheduler_file if executing with scheduler=False")
-    runner = _make_runner(
-        exit=False, comm=comm, interface=interface, protocol=protocol, nthreads=nthreads,
-        memory_limit=memory_limit, local_directory=local_directory, nanny=nanny,
-        dashboard=dashboard, dashboard_address=dashboard_address, scheduler_port=scheduler_port,
+    runner = _DaskMPIRunner(exit=False, comm=comm, **dask_mpi_options(
+        interface=interface, protocol=protocol, nthreads=nthreads, memory_limit=memory_limit,
+        local_directory=local_directory, nanny=nanny, dashboard=dashboard,
+        dashboard_address=dashboard_address, scheduler_port=scheduler_port,
         worker_class=worker_class, worker_options=worker_options, scheduler=scheduler,
         client=has_client, scheduler_rank=scheduler_rank, client_rank=client_rank,
         exclusive_workers=exclusive_workers, worker_name=worker_name,
         scheduler_file=scheduler_file, scheduler_address=scheduler_address, **runner_options,
-    )
+    ))
     runner.__enter__()  # service ranks return here once the cluster has closed
     if runner.role is not Role.client:
         return
