@@ -366,6 +366,15 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     async def before_scheduler_start(self) -> None:
         """Called on the scheduler rank before the scheduler starts."""
 
+    def joins_existing_control(self) -> bool:
+        """With ``scheduler=False``: whether the existing scheduler is one of ours.
+
+        A dask_runners scheduler serves the control channel, so the workers
+        added to its cluster are stopped in its shutdown like its own. The
+        default, ``False``, suits any scheduler.
+        """
+        return False
+
     async def before_worker_start(self) -> None:
         """Called on a worker rank before the worker starts."""
 
@@ -497,7 +506,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         return address
 
     async def _join(self, role: Role) -> ControlChannel:
-        member = self.rank if self.rank is not None else f"{os.uname()[1]}:{os.getpid()}"
+        # Ranks of another job (scheduler=False) must not take this job's rank numbers.
+        own_rank = self.scheduler and self.rank is not None
+        member = self.rank if own_rank else f"{os.uname()[1]}:{os.getpid()}"
         return await ControlChannel.open(
             self.scheduler_address,
             member,
@@ -560,7 +571,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         return self._control.exit_code
 
     async def _serve_worker(self) -> int:
-        channel = await self._join(Role.worker) if self.scheduler else None
+        joins = self.scheduler or self.joins_existing_control()
+        channel = await self._join(Role.worker) if joins else None
         if channel is not None and channel.stopped.done():
             await channel.close()
             return channel.stopped.result().exit_code
@@ -711,6 +723,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def _start_once(self) -> int | None:
         if self._start_task is None:
+            if self._signal_exit is not None:
+                raise _StartInterrupted  # the signal came while the loop was starting
             self._start_task = asyncio.ensure_future(self._start())
         try:
             return await self._start_task
@@ -749,11 +763,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         )
         self._signal_exit = exit_code
         self._signal_received = signum
-        self.loop.add_callback(self._stop_on_signal)
+        if self.loop is not None:  # else the start sees _signal_exit and does not begin
+            self.loop.add_callback(self._stop_on_signal)
 
     async def _stop_on_signal(self) -> None:
         if self._control is not None:
-            self._control.request_close(self._signal_exit, "the scheduler rank received a signal")
+            self._control.request_close(
+                self._signal_exit, "the scheduler rank received a signal", wait_for_stragglers=False
+            )
         elif self._server is not None:
             await _close_server(self._server, f"dask-runners: {self._tag} received a signal")
         elif self._start_task is not None:

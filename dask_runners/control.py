@@ -183,10 +183,17 @@ class ClusterControl(SchedulerPlugin):
                 member.rank,
             )
 
-    def request_close(self, exit_code: int, reason: str) -> None:
-        """Close the scheduler (and so the cluster), leaving with ``exit_code``."""
+    def request_close(self, exit_code: int, reason: str, *, wait_for_stragglers: bool = True) -> None:
+        """Close the scheduler (and so the cluster), leaving with ``exit_code``.
+
+        ``wait_for_stragglers=False``: do not wait for ranks that have not
+        joined yet. A launcher's signal reaches every rank, and a rank still
+        starting then leaves without joining.
+        """
         if self._stopping or self.scheduler.status in (Status.closing, Status.closed):
             return
+        if not wait_for_stragglers:
+            self.expected_members = None
         self.exit_code = exit_code
         self.reason = reason
         asyncio.ensure_future(self.scheduler.close(reason=reason))

@@ -115,6 +115,9 @@ class SchedulerFileRunner(BaseRunner):
         self.credentials = JobCredentials.from_dict(self._reader.last.credentials)
         return address
 
+    def joins_existing_control(self) -> bool:
+        return self._reader.last.ours
+
     def abort_start(self, exc: BaseException) -> None:
         """On the scheduler rank: tell the waiting ranks why it failed."""
         if self.role is Role.scheduler:

@@ -80,6 +80,7 @@ class MPIRunner(BaseRunner):
             name = str(scheduler_file).format(job_id=self.job.job_id, step_id=self.job.step_id)
             self.scheduler_file = Path(name).absolute()
         self._join_address = scheduler_address
+        self._reader: SchedulerFileReader | None = None  # with scheduler=False and a file
         if not self.scheduler and self.scheduler_file is None and scheduler_address is None:
             raise ValueError(
                 "MPIRunner(scheduler=False) needs the existing scheduler's file: "
@@ -105,13 +106,16 @@ class MPIRunner(BaseRunner):
         if not self.scheduler and self.scheduler_file is None:
             return self._join_address
         if not self.scheduler:  # an existing cluster's file; any complete one
-            reader = SchedulerFileReader(self.scheduler_file, None)
-            address = await reader.wait()
-            self.credentials = JobCredentials.from_dict(reader.last.credentials)
+            self._reader = SchedulerFileReader(self.scheduler_file, None)
+            address = await self._reader.wait()
+            self.credentials = JobCredentials.from_dict(self._reader.last.credentials)
             return address
         contact = json.loads(await self._broadcast(b""))
         self.credentials = JobCredentials.from_dict(contact["credentials"])
         return contact["address"]
+
+    def joins_existing_control(self) -> bool:
+        return self._reader is not None and self._reader.last.ours
 
     async def on_scheduler_close(self) -> None:
         if self.scheduler_file is not None:

@@ -60,7 +60,9 @@ def dask_mpi_options(
     One translation for :func:`initialize`, :func:`execute` and
     ``dask-runner serve``. Options left ``None`` are not passed, so
     distributed's own defaults and dask config apply. A ``protocol`` other
-    than ``tls`` turns the job's TLS off (``security=False``).
+    than ``tls`` turns the job's TLS off (``security=False``). Without a
+    dashboard, the scheduler's HTTP server takes any free port unless
+    ``dashboard_address`` says otherwise.
     """
     if nanny:
         warnings.warn(
@@ -69,6 +71,8 @@ def dask_mpi_options(
             stacklevel=3,
         )
         worker_class = "distributed.Nanny"
+    if not dashboard and dashboard_address is None:
+        dashboard_address = ":0"  # the scheduler's HTTP server (/health, /metrics) takes any free port
     scheduler = {"dashboard": dashboard, "dashboard_address": dashboard_address, "port": scheduler_port}
     worker = {"nthreads": nthreads, "memory_limit": memory_limit, "local_directory": local_directory or None}
     if protocol is not None:
