@@ -3,6 +3,9 @@
 import json
 import signal
 import subprocess
+import threading
+import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -168,3 +171,44 @@ def test_plain_python_falls_back_to_a_local_world(job_dir):
     assert notes == ["dask_runners: no launcher found, so NOT a cluster run: running laptop.py locally "
                      "as 4 ranks (scheduler, client, 2 workers; runners.local.workers to change)"]
     assert result.stdout.count("BEFORE") == 5  # this process, then each rank, runs the code before Runner()
+
+
+def test_the_example_runs_with_plain_python(job_dir):
+    example = Path(__file__).resolve().parents[2] / "examples" / "array_mean.py"
+    no_launcher = {"SLURM_JOB_ID": None, "SLURM_STEP_ID": None, "DASK_RUNNERS__LOCAL__WORKERS": "2"}
+    result = launch([PYTHON, example], job_dir, env=no_launcher)
+    result.assert_clean_success()
+    assert "on 2 workers (SchedulerFileRunner, local)" in result.stdout
+
+
+EXECUTE_SERVES = """\
+import sys
+from dask_runners.mpi import execute
+
+execute(None, scheduler_file=sys.argv[1], dashboard=False)   # no client function: serve
+print("RETURNED", flush=True)
+"""
+
+
+def test_execute_without_a_client_function_serves_outside_clients(job_dir, open_mpi):
+    prefix, env = open_mpi
+    scheduler_file = job_dir / "cluster.json"
+    script = write_script(job_dir, EXECUTE_SERVES)
+    client = write_script(job_dir, OUTSIDE_CLIENT, name="outside.py")
+    outside = Outside(PYTHON, client, scheduler_file, "2")
+
+    def when_the_file_is_there():
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        outside(None)
+
+    waiter = threading.Thread(target=when_the_file_is_there, daemon=True)
+    waiter.start()
+    result = launch([*prefix, "3", PYTHON, script, scheduler_file], job_dir, env)
+    waiter.join(timeout=10)
+    assert outside.result is not None and outside.result.returncode == 0, result.report()
+    assert "OUTSIDE 42 1 2" in outside.result.stdout
+    result.assert_clean_success()
+    assert result.stdout.count("RETURNED") == 3
+    assert not scheduler_file.exists()
