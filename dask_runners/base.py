@@ -538,7 +538,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         )
         self._control.install()
         if self.client:
-            self._control.expect_client(self.timeouts.discovery)
+            self._control.expect_client(self.timeouts.discovery, self.client_rank)
         self.scheduler_address = scheduler.address
         if self.security is None:
             logger.warning(

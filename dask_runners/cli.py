@@ -84,12 +84,28 @@ def info(launcher):
     click.echo(f"{socket.gethostname()} pid={os.getpid()} {job.describe()}")
 
 
-def _option(*names, envvar, **kwargs):
-    """A ``serve`` option, also read from the environment variable ``envvar``."""
-    return click.option(*names, envvar=f"DASK_RUNNERS_{envvar}", show_envvar=True, **kwargs)
+def _option(*names, envvar, default=None, **kwargs):
+    """A ``serve`` option: from the command line, else the environment variable
+    ``DASK_RUNNERS_{envvar}``, else the dask config key ``runners.serve.{key}``
+    (``SCHEDULER_FILE`` -> ``scheduler-file``), else ``default``."""
+    import dask.config
+
+    key = f"runners.serve.{envvar.lower().replace('_', '-')}"
+    if isinstance(default, bool):  # name the flag that is the default
+        shown = names[0].split("/")[0 if default else 1].strip()
+    else:
+        shown = str(default) if default is not None else False
+    return click.option(
+        *names,
+        envvar=f"DASK_RUNNERS_{envvar}",
+        show_envvar=True,
+        default=lambda: dask.config.get(key, default),
+        show_default=shown,
+        **kwargs,
+    )
 
 
-@main.command(context_settings={"show_default": True})
+@main.command()
 @_option("--scheduler-file", envvar="SCHEDULER_FILE", type=click.Path(dir_okay=False),
          help="Where the scheduler rank writes the scheduler file (with the job's TLS credentials), "
               "for `dask_runners.connect(FILE)`; {job_id} and {step_id} are filled in. With "

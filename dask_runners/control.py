@@ -99,7 +99,7 @@ class ClusterControl(SchedulerPlugin):
         self.on_drain: list = []
         self._client_watch: asyncio.Task | None = None
 
-    def expect_client(self, deadline: float) -> None:
+    def expect_client(self, deadline: float, rank: int = 1) -> None:
         """End the job if no client rank joins within ``deadline`` seconds.
 
         A client rank that fails before it joins (its own start failed, or it
@@ -113,8 +113,9 @@ class ClusterControl(SchedulerPlugin):
                 logger.error(
                     "scheduler rank: no client rank joined within %.0f s "
                     "(runners.timeouts.discovery); look at the client rank's "
-                    "output (rank 1). Shutting the job down with exit code 1",
+                    "output (rank %s). Shutting the job down with exit code 1",
                     deadline,
+                    rank,
                 )
                 if self.expected_members is not None:
                     self.expected_members -= 1  # do not wait for it to join now

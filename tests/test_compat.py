@@ -194,3 +194,16 @@ def test_local_workers_from_dask_config():
     with dask.config.set({"runners.local.workers": 3}):
         assert local.default_workers() == 3
     assert local.default_workers() >= 1
+
+
+def test_serve_options_come_from_the_environment_then_dask_config(monkeypatch):
+    import dask
+
+    serve = main.commands["serve"]
+    with dask.config.set({"runners.serve.worker-class": "distributed.Nanny", "runners.serve.nthreads": 3}):
+        params = serve.make_context("serve", []).params
+        assert (params["worker_class"], params["nthreads"], params["scheduler"]) == ("distributed.Nanny", 3, True)
+        monkeypatch.setenv("DASK_RUNNERS_NTHREADS", "5")
+        assert serve.make_context("serve", []).params["nthreads"] == 5
+        assert serve.make_context("serve", ["--nthreads", "7"]).params["nthreads"] == 7
+    assert serve.make_context("serve", []).params["worker_class"] == "distributed.Worker"
