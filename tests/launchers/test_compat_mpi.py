@@ -123,8 +123,9 @@ print("DONE", world.rank, total, flush=True)
 """
 
 
-def test_exit_false_inside_a_wider_mpi_program_on_a_split_communicator(job_dir, open_mpi):
-    prefix, env = open_mpi
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_exit_false_inside_a_wider_mpi_program_on_a_split_communicator(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
     script = write_script(job_dir, SPLIT)
     result = launch([*prefix, "6", PYTHON, script], job_dir, env)
     result.assert_clean_success()
