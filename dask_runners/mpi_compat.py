@@ -120,8 +120,9 @@ def initialize(
     exit : bool
         ``True``: the scheduler and worker ranks leave the process when the
         cluster closes. ``False``: they return ``False`` then (the client
-        rank returns ``True`` at once), and the client rank must call
-        :func:`send_close_signal` when its Dask work is done.
+        rank returns ``True`` at once), and the client rank calls
+        :func:`send_close_signal` when its Dask work is done (else the
+        cluster shuts down when the script ends).
     **runner_options
         More options for :class:`~dask_runners.MPIRunner` (``timeouts``, ...).
 
@@ -142,9 +143,10 @@ def initialize(
         return False
     dask.config.set(client_config(runner))
     _active = runner
-    if exit:
-        _watch_uncaught_exceptions()
-        atexit.register(_close_at_exit)
+    # At the end of the script the cluster shuts down, failed if the script
+    # raised; with exit=False only if send_close_signal() was not called.
+    _watch_uncaught_exceptions()
+    atexit.register(_close_at_exit)
     return True
 
 

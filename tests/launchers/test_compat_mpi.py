@@ -134,3 +134,24 @@ def test_exit_false_inside_a_wider_mpi_program_on_a_split_communicator(job_dir, 
     assert sorted(line for line in result.stdout.splitlines() if line.startswith("DONE")) == [
         f"DONE {rank} 6" for rank in range(6)
     ]
+
+
+FORGETS_TO_CLOSE = """\
+from dask.distributed import Client
+from dask_runners.mpi import initialize
+
+is_client = initialize(exit=False, dashboard=False)
+if is_client:
+    with Client() as client:
+        print("RESULT", client.submit(sum, [1, 2]).result(), flush=True)
+print("END", is_client, flush=True)   # no send_close_signal(): the cluster closes at exit
+"""
+
+
+def test_exit_false_without_send_close_signal_closes_at_exit_instead_of_hanging(job_dir, open_mpi):
+    prefix, env = open_mpi
+    result = launch([*prefix, "3", PYTHON, write_script(job_dir, FORGETS_TO_CLOSE)], job_dir, env, timeout=60)
+    result.assert_clean_success()
+    assert sorted(line for line in result.stdout.splitlines() if line.startswith("END")) == [
+        "END False", "END False", "END True"
+    ]
