@@ -182,9 +182,29 @@ def _watch_uncaught_exceptions() -> None:
 def _close_at_exit() -> None:
     global _active
     runner, _active = _active, None
-    if runner is not None:
-        exc = _uncaught
-        runner.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+    if runner is None:
+        return
+    _close_default_client()
+    exc = _uncaught
+    runner.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+
+def _close_default_client() -> None:
+    """Close the script's ``Client()``, left open as dask-mpi scripts leave it.
+
+    distributed closes it at exit too, but only after the cluster is gone,
+    when its lost connection logs a traceback.
+    """
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:
+        return
+    try:
+        client.close(timeout=3)
+    except (TimeoutError, RuntimeError, OSError):
+        pass
 
 
 def execute(

@@ -1,5 +1,7 @@
 """dask-mpi scripts, with only the import changed, under real mpirun (Open MPI) and mpiexec (MPICH)."""
 
+import re
+
 import pytest
 
 from ..launch import PYTHON, launch, write_script
@@ -131,9 +133,8 @@ def test_exit_false_inside_a_wider_mpi_program_on_a_split_communicator(job_dir, 
     result.assert_clean_success()
     assert "RESULT 45" in result.stdout
     assert "OTHER 9" in result.stdout  # ranks 4 + 5
-    assert sorted(line for line in result.stdout.splitlines() if line.startswith("DONE")) == [
-        f"DONE {rank} 6" for rank in range(6)
-    ]
+    # ranks' lines may interleave (MPICH forwards output in chunks): find them anywhere
+    assert sorted(re.findall(r"DONE (\d+) 6", result.stdout)) == [str(rank) for rank in range(6)]
 
 
 FORGETS_TO_CLOSE = """\
@@ -152,6 +153,4 @@ def test_exit_false_without_send_close_signal_closes_at_exit_instead_of_hanging(
     prefix, env = open_mpi
     result = launch([*prefix, "3", PYTHON, write_script(job_dir, FORGETS_TO_CLOSE)], job_dir, env, timeout=60)
     result.assert_clean_success()
-    assert sorted(line for line in result.stdout.splitlines() if line.startswith("END")) == [
-        "END False", "END False", "END True"
-    ]
+    assert sorted(re.findall(r"END (\w+)", result.stdout)) == ["False", "False", "True"]
