@@ -140,6 +140,12 @@ def gpu_for_rank(gpus, local_rank: int) -> str | None:
     return gpus[local_rank % len(gpus)]
 
 
+def _quiet_heartbeat_of_closing_workers(record: logging.LogRecord) -> bool:
+    """Drop heartbeat failures: installed when this process closes its own
+    worker on purpose, after which no worker of the process has one to miss."""
+    return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
+
+
 class _StartInterrupted(Exception):
     """A signal ended this rank's start; it leaves with the signal's exit code."""
 
@@ -635,6 +641,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         worker, self._colocated_worker = self._colocated_worker, None
         if worker is None:
             return
+        # A heartbeat in flight when the worker closes fails and is logged as an
+        # error with a traceback; here the close is on purpose.
+        logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
         try:
             await asyncio.wait_for(
                 _close_server(worker, f"dask-runners: {self._tag} stopping"), self.timeouts.shutdown

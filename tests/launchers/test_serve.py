@@ -44,6 +44,28 @@ class Outside:
         self.result = subprocess.run([*self.argv], capture_output=True, text=True, timeout=90)
 
 
+WAIT_FOR_WORKERS = """\
+import sys
+import dask_runners
+
+with dask_runners.connect(sys.argv[1], timeout=30) as client:
+    client.wait_for_workers(int(sys.argv[2]), timeout=60)
+"""
+
+
+def once_workers_are_up(scheduler_file, n_workers, action):
+    """Do ``action`` once the cluster has its workers: a rank that is still
+    importing Python has no handler yet, and a signal would kill it."""
+
+    def wait_then_act(line):
+        waiter = scheduler_file.with_name("wait_for_workers.py")
+        waiter.write_text(WAIT_FOR_WORKERS)
+        subprocess.run([PYTHON, waiter, scheduler_file, str(n_workers)], check=True, timeout=90)
+        action(line)
+
+    return wait_then_act
+
+
 def assert_served_and_stopped(result, scheduler_file):
     result.assert_clean_success()
     assert f"scheduler file {scheduler_file}" in result.stdout
@@ -89,7 +111,7 @@ def scancel(scheduler_file, *options):
 def test_a_signal_to_the_tasks_stops_the_cluster_with_exit_status_0(job_dir, slurm, options):
     scheduler_file = job_dir / "cluster.json"
     result = launch(["srun", "-n", "3", *SERVE, "--scheduler-file", scheduler_file], job_dir,
-                    when="dask-runner serve:", send=[scancel(scheduler_file, *options)])
+                    when="dask-runner serve:", send=[once_workers_are_up(scheduler_file, 2, scancel(scheduler_file, *options))])
     assert_served_and_stopped(result, scheduler_file)
     assert result.stderr.count(f"received SIG{options[0][9:]}") == 3, result.report()
     assert result.after_signal < 10, result.report()
@@ -107,7 +129,7 @@ def test_sigterm_to_every_rank_under_mpirun_stops_the_cluster_with_exit_status_0
                 proc.terminate()
 
     result = launch([*prefix, "3", *SERVE, "--scheduler-file", scheduler_file], job_dir, env,
-                    when="dask-runner serve:", send=[terminate_the_ranks])
+                    when="dask-runner serve:", send=[once_workers_are_up(scheduler_file, 2, terminate_the_ranks)])
     assert_served_and_stopped(result, scheduler_file)
     assert result.stderr.count("received SIGTERM; closing (exit code 0)") == 3, result.report()
     assert result.after_signal < 10, result.report()
