@@ -1,7 +1,6 @@
 """dask-runner serve and stop under real launchers, and Runner()'s local fallback."""
 
 import json
-import signal
 import subprocess
 import threading
 import time
