@@ -3,6 +3,7 @@
 from .base import BaseRunner, Role
 from .config import Timeouts
 from .exceptions import (
+    ClusterNotFoundError,
     ClusterStoppedError,
     DiscoveryTimeoutError,
     LauncherEnvironmentError,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BaseRunner",
+    "ClusterNotFoundError",
     "ClusterStoppedError",
     "DiscoveryTimeoutError",
     "JobContext",

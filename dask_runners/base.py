@@ -140,6 +140,12 @@ def gpu_for_rank(gpus, local_rank: int) -> str | None:
     return gpus[local_rank % len(gpus)]
 
 
+def _quiet_heartbeat_of_closing_workers(record: logging.LogRecord) -> bool:
+    """Drop heartbeat failures: installed when this process closes its own
+    worker on purpose, after which no worker of the process has one to miss."""
+    return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
+
+
 class _StartInterrupted(Exception):
     """A signal ended this rank's start; it leaves with the signal's exit code."""
 
@@ -166,11 +172,24 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     Parameters
     ----------
     scheduler : bool
-        Whether one process of the job runs the scheduler (rank 0). When
-        ``False`` the workers join an existing scheduler.
+        Whether one process of the job runs the scheduler (``scheduler_rank``).
+        When ``False`` the workers join an existing scheduler.
     client : bool
-        Whether one process runs the client code (the rank after the
-        scheduler's). When ``False`` every other rank is a worker.
+        Whether one process runs the client code (``client_rank``). When
+        ``False`` every other rank is a worker: a batch cluster that serves
+        outside clients until one of them shuts it down.
+    scheduler_rank : int
+        The rank that runs the scheduler; 0 by default.
+    client_rank : int, optional
+        The rank that runs the client code; by default the lowest rank that
+        is not the scheduler's (1, or 0 without a scheduler rank).
+    exclusive_workers : bool
+        ``True`` (the default): workers run only on the other ranks.
+        ``False``: the scheduler rank and the client rank each run a worker
+        too, as dask-mpi's ``exclusive_workers=False`` does.
+    worker_name : str, optional
+        Prefix of the workers' names: each is named ``{worker_name}-{rank}``
+        (dask-mpi's ``worker_name``). By default a worker is named by its rank.
     scheduler_options : dict, optional
         Keyword arguments for :class:`distributed.Scheduler`.
     worker_class : type or str, optional
@@ -207,6 +226,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     preemption_signal : int or None
         The signal that warns of preemption (``sbatch --signal=USR2@90``);
         ``None`` to leave it alone. See :mod:`dask_runners.signals`.
+    signal_exit_codes : dict, optional
+        Exit codes by signal number that replace the usual ones (143 for
+        ``SIGTERM``, ...): ``dask-runner serve`` passes ``{SIGTERM: 0}``,
+        since there a signal is the requested way to stop.
     on_preemption : callable, optional
         Called as ``on_preemption(runner)`` on the client rank's main thread
         when the preemption signal arrives; the other ranks then ignore it.
@@ -231,6 +254,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     credentials : JobCredentials or None
         The job's TLS credentials: made on the scheduler rank, received with
         the address on the others (see :mod:`dask_runners.security`).
+    exit_code : int or None
+        On a scheduler or worker rank whose :meth:`exit_process` keeps the
+        process: the status the rank's service ended with.
     """
 
     rank: int | None = None
@@ -248,6 +274,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         *,
         scheduler: bool = True,
         client: bool = True,
+        scheduler_rank: int = 0,
+        client_rank: int | None = None,
+        exclusive_workers: bool = True,
+        worker_name: str | None = None,
         scheduler_options: dict | None = None,
         worker_class: type | str | None = None,
         worker_options: dict | None = None,
@@ -259,11 +289,25 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         pin_gpus: bool | None = None,
         preemption_signal: int | None = signal.SIGUSR2,
         on_preemption=None,
+        signal_exit_codes: dict | None = None,
         asynchronous: bool = False,
         loop: IOLoop | None = None,
     ):
         self.scheduler = scheduler
         self.client = client
+        self.scheduler_rank = scheduler_rank
+        if client_rank is None:
+            client_rank = 1 if scheduler and scheduler_rank == 0 else 0
+        self.client_rank = client_rank
+        if scheduler and client and scheduler_rank == client_rank:
+            raise ValueError(
+                f"scheduler_rank and client_rank are both {client_rank}; "
+                "the scheduler and the client code need ranks of their own"
+            )
+        self.exclusive_workers = exclusive_workers
+        self.worker_name = worker_name
+        self.signal_exit_codes = dict(signal_exit_codes or {})
+        self.exit_code: int | None = None
         self.scheduler_options = dict(scheduler_options or {})
         self.worker_class = worker_class or "distributed.Worker"
         self.worker_options = dict(worker_options or {})
@@ -291,6 +335,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self._channel: ControlChannel | None = None
         self._control: ClusterControl | None = None
         self._server = None
+        self._colocated_worker = None
         self._start_task: asyncio.Task | None = None
         self._signals: SignalHandlers | None = None
         self._signal_exit: int | None = None
@@ -327,6 +372,15 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     async def before_scheduler_start(self) -> None:
         """Called on the scheduler rank before the scheduler starts."""
 
+    def joins_existing_control(self) -> bool:
+        """With ``scheduler=False``: whether the existing scheduler is one of ours.
+
+        A dask_runners scheduler serves the control channel, so the workers
+        added to its cluster are stopped in its shutdown like its own. The
+        default, ``False``, suits any scheduler.
+        """
+        return False
+
     async def before_worker_start(self) -> None:
         """Called on a worker rank before the worker starts."""
 
@@ -344,15 +398,22 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     # -- helpers for subclasses ------------------------------------------------
     def role_for_rank(self, rank: int) -> Role:
-        """The usual role of ``rank``: scheduler first, then client, then workers."""
-        leading = [Role.scheduler] * self.scheduler + [Role.client] * self.client
-        return leading[rank] if rank < len(leading) else Role.worker
+        """The role of ``rank``: ``scheduler_rank``, ``client_rank``, else a worker."""
+        return self._service_ranks().get(rank, Role.worker)
+
+    def _service_ranks(self) -> dict[int, Role]:
+        ranks = {self.scheduler_rank: Role.scheduler} if self.scheduler else {}
+        if self.client:
+            ranks[self.client_rank] = Role.client
+        return ranks
 
     @property
     def n_workers(self) -> int | None:
-        """How many worker ranks the job has, if the world size is known."""
+        """How many workers the job has, if the world size is known."""
         if self.world_size is None:
             return None
+        if not self.exclusive_workers:
+            return self.world_size
         return self.world_size - self.scheduler - self.client
 
     def describe_world_size(self) -> str:
@@ -375,6 +436,11 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         to flush output and go. The interpreter's own teardown (atexit
         handlers, garbage collection of every module) is skipped: it does
         nothing useful here and takes a large share of a short job's time.
+
+        A subclass may return instead, to keep the process (dask-mpi's
+        ``initialize(exit=False)``): entering the runner then returns on
+        that rank once its service has closed, with :attr:`role` saying what
+        the rank was and :attr:`exit_code` how its service ended.
         """
         _let_signals_end_the_process()
         logging.shutdown()
@@ -399,10 +465,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         return self.security.get_connection_args(role) if self.security else {}
 
     def _check_world_size(self) -> None:
-        needed = self.scheduler + self.client + 1
-        if self.world_size is not None and self.world_size < needed:
-            parts = ["a scheduler"] * self.scheduler + ["a client"] * self.client
+        service = self._service_ranks()
+        parts = [f"a {role.value} on rank {rank}" for rank, role in sorted(service.items())]
+        needed = len(service)
+        if self.exclusive_workers or not service:
             parts.append("one worker")
+            needed += 1
+        needed = max([needed, *(rank + 1 for rank in service)])
+        if self.world_size is not None and self.world_size < needed:
             raise WorldTooSmallError(
                 f"{self.describe_world_size()} but at least {needed} are needed "
                 f"({', '.join(parts)}); {self.launch_hint(needed)}"
@@ -419,6 +489,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         if self.scheduler:
             self._channel = await self._join(Role.client)
             self._channel.stopped.add_done_callback(self._on_cluster_stopped)
+        await self._start_colocated_worker()
         await self.before_client_start()
         self.status = Status.running
         return None
@@ -441,7 +512,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         return address
 
     async def _join(self, role: Role) -> ControlChannel:
-        member = self.rank if self.rank is not None else f"{os.uname()[1]}:{os.getpid()}"
+        # Ranks of another job (scheduler=False) must not take this job's rank numbers.
+        own_rank = self.scheduler and self.rank is not None
+        member = self.rank if own_rank else f"{os.uname()[1]}:{os.getpid()}"
         return await ControlChannel.open(
             self.scheduler_address,
             member,
@@ -471,7 +544,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         )
         self._control.install()
         if self.client:
-            self._control.expect_client(self.timeouts.discovery)
+            self._control.expect_client(self.timeouts.discovery, self.client_rank)
         self.scheduler_address = scheduler.address
         if self.security is None:
             logger.warning(
@@ -490,6 +563,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             raise self._discovery_timeout("starting the scheduler and publishing its address") from e
         self.status = Status.running
         try:
+            await self._start_colocated_worker()
+            if self._colocated_worker is not None:
+                self._control.on_drain.append(self._close_colocated_worker)
             await self.on_scheduler_start(scheduler)
             emit(self.callbacks, "on_scheduler_start", self.job)
             await scheduler.finished()
@@ -501,7 +577,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         return self._control.exit_code
 
     async def _serve_worker(self) -> int:
-        channel = await self._join(Role.worker) if self.scheduler else None
+        joins = self.scheduler or self.joins_existing_control()
+        channel = await self._join(Role.worker) if joins else None
         if channel is not None and channel.stopped.done():
             await channel.close()
             return channel.stopped.result().exit_code
@@ -509,17 +586,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         _stop_child_processes_from_rerunning_main()
         if self.pin_gpus:
             self._pin_gpu()
-        worker_class = self.worker_class
-        if isinstance(worker_class, str):
-            worker_class = import_term(worker_class)
-        options = dict(self.worker_options)
-        options.setdefault("name", await self.get_worker_name())
-        options.setdefault("local_directory", node_local_directory())
-        if self.security is not None:
-            options.setdefault("security", self.security)
-        if self.worker_setup is not None:
-            options["plugins"] = (*options.get("plugins", ()), self.worker_setup)
-        self._server = server = worker_class(self.scheduler_address, **options)
+        self._server = server = await self._make_worker()
         try:
             await server
         except Exception as e:
@@ -545,6 +612,44 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.status = Status.closed
         emit(self.callbacks, "on_worker_stop", self.job, exit_code=exit_code)
         return exit_code
+
+    async def _make_worker(self):
+        """The worker (or nanny) of this rank, made but not started."""
+        worker_class = self.worker_class
+        if isinstance(worker_class, str):
+            worker_class = import_term(worker_class)
+        options = dict(self.worker_options)
+        name = await self.get_worker_name()
+        options.setdefault("name", name if self.worker_name is None else f"{self.worker_name}-{name}")
+        options.setdefault("local_directory", node_local_directory())
+        if self.security is not None:
+            options.setdefault("security", self.security)
+        if self.worker_setup is not None:
+            options["plugins"] = (*options.get("plugins", ()), self.worker_setup)
+        return worker_class(self.scheduler_address, **options)
+
+    async def _start_colocated_worker(self) -> None:
+        """With ``exclusive_workers=False``: a worker beside the scheduler or client."""
+        if self.exclusive_workers:
+            return
+        worker = await self._make_worker()
+        await worker
+        self._colocated_worker = worker
+        emit(self.callbacks, "on_worker_start", self.job)
+
+    async def _close_colocated_worker(self) -> None:
+        worker, self._colocated_worker = self._colocated_worker, None
+        if worker is None:
+            return
+        # A heartbeat in flight when the worker closes fails and is logged as an
+        # error with a traceback; here the close is on purpose.
+        logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
+        try:
+            await asyncio.wait_for(
+                _close_server(worker, f"dask-runners: {self._tag} stopping"), self.timeouts.shutdown
+            )
+        except asyncio.TimeoutError:
+            logger.warning("%s: its worker did not close within %.0f s", self._tag, self.timeouts.shutdown)
 
     def _pin_gpu(self) -> None:
         gpus = self.job.gpus if self.job is not None else visible_gpus(os.environ)
@@ -609,6 +714,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def _shutdown(self, exit_code: int, reason: str) -> None:
         """On the client rank: shut the cluster down, workers first."""
+        await self._close_colocated_worker()
         if self._channel is None or self._shutdown_requested:
             self.status = Status.closed
             return
@@ -626,6 +732,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def _start_once(self) -> int | None:
         if self._start_task is None:
+            if self._signal_exit is not None:
+                raise _StartInterrupted  # the signal came while the loop was starting
             self._start_task = asyncio.ensure_future(self._start())
         try:
             return await self._start_task
@@ -645,7 +753,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             if self.role is Role.client:
                 self.on_preemption(self)
             return  # on other ranks: the client's callback decides what happens
-        exit_code = exit_code_for_signal(signum, self.preemption_signal)
+        exit_code = self.signal_exit_codes.get(signum, exit_code_for_signal(signum, self.preemption_signal))
         if client_code_running:
             logger.warning(
                 "%s: received %s; interrupting the client code and shutting the "
@@ -664,11 +772,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         )
         self._signal_exit = exit_code
         self._signal_received = signum
-        self.loop.add_callback(self._stop_on_signal)
+        if self.loop is not None:  # else the start sees _signal_exit and does not begin
+            self.loop.add_callback(self._stop_on_signal)
 
     async def _stop_on_signal(self) -> None:
         if self._control is not None:
-            self._control.request_close(self._signal_exit, "the scheduler rank received a signal")
+            self._control.request_close(
+                self._signal_exit, "the scheduler rank received a signal", wait_for_stragglers=False
+            )
         elif self._server is not None:
             await _close_server(self._server, f"dask-runners: {self._tag} received a signal")
         elif self._start_task is not None:
@@ -700,7 +811,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             self.abort_start(e)
             self._release_process()
             raise
-        return self._started(exit_code)
+        self._started(exit_code)
+        if self.role is not Role.client:  # a service rank whose process goes on
+            self._release_process()
+        return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         status, error = self._body_ended(exc)
@@ -779,7 +893,9 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     def _started(self, exit_code: int | None) -> BaseRunner:
         """After the start: a service rank leaves; the client code may begin."""
         if self.role is not Role.client:
-            self.exit_process(exit_code)
+            self.exit_code = exit_code
+            self.exit_process(exit_code)  # returns only if a subclass keeps the process
+            return self
         if not self._began:  # Client(runner) awaits an entered runner again
             self._began = True
             emit(self.callbacks, "on_begin", self.job)

@@ -94,9 +94,12 @@ class ClusterControl(SchedulerPlugin):
         self._member_joined = asyncio.Event()
         self._worker_arrived = asyncio.Event()
         self._drained: asyncio.Task | None = None
+        #: Coroutine functions awaited in the shutdown while the ranks leave:
+        #: closing the scheduler rank's own worker (``exclusive_workers=False``).
+        self.on_drain: list = []
         self._client_watch: asyncio.Task | None = None
 
-    def expect_client(self, deadline: float) -> None:
+    def expect_client(self, deadline: float, rank: int = 1) -> None:
         """End the job if no client rank joins within ``deadline`` seconds.
 
         A client rank that fails before it joins (its own start failed, or it
@@ -110,8 +113,9 @@ class ClusterControl(SchedulerPlugin):
                 logger.error(
                     "scheduler rank: no client rank joined within %.0f s "
                     "(runners.timeouts.discovery); look at the client rank's "
-                    "output (rank 1). Shutting the job down with exit code 1",
+                    "output (rank %s). Shutting the job down with exit code 1",
                     deadline,
+                    rank,
                 )
                 if self.expected_members is not None:
                     self.expected_members -= 1  # do not wait for it to join now
@@ -180,10 +184,17 @@ class ClusterControl(SchedulerPlugin):
                 member.rank,
             )
 
-    def request_close(self, exit_code: int, reason: str) -> None:
-        """Close the scheduler (and so the cluster), leaving with ``exit_code``."""
+    def request_close(self, exit_code: int, reason: str, *, wait_for_stragglers: bool = True) -> None:
+        """Close the scheduler (and so the cluster), leaving with ``exit_code``.
+
+        ``wait_for_stragglers=False``: do not wait for ranks that have not
+        joined yet. A launcher's signal reaches every rank, and a rank still
+        starting then leaves without joining.
+        """
         if self._stopping or self.scheduler.status in (Status.closing, Status.closed):
             return
+        if not wait_for_stragglers:
+            self.expected_members = None
         self.exit_code = exit_code
         self.reason = reason
         asyncio.ensure_future(self.scheduler.close(reason=reason))
@@ -232,6 +243,7 @@ class ClusterControl(SchedulerPlugin):
         # and its process ends while theirs do.
         clients = [m for m in self.members.values() if m.role == "client"]
         await asyncio.gather(*(self._send_stop(m) for m in clients))
+        await asyncio.gather(*(close() for close in self.on_drain))
         await self._wait_for_everyone_to_join(deadline)
         await self._wait_until_left(list(self.members.values()), deadline)
 

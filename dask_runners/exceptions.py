@@ -51,3 +51,7 @@ class ClusterStoppedError(SystemExit):
 
 class ShutdownTimeoutError(RunnerError, TimeoutError):
     """The cluster did not confirm its shutdown before the deadline."""
+
+
+class ClusterNotFoundError(RunnerError):
+    """No running cluster behind a scheduler file: missing, unfinished or stale."""

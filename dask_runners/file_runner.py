@@ -15,7 +15,7 @@ from pathlib import Path
 from .base import BaseRunner, Role
 from .exceptions import LauncherEnvironmentError
 from .job import detect
-from .scheduler_file import SchedulerFileReader, remove_scheduler_file, write_scheduler_file
+from .scheduler_file import SchedulerFileReader, publish_scheduler, remove_scheduler_file, write_scheduler_file
 from .security import JobCredentials
 
 DEFAULT_SCHEDULER_FILE = "scheduler-{job_id}.{step_id}.json"
@@ -108,16 +108,15 @@ class SchedulerFileRunner(BaseRunner):
         return self.role_for_rank(self.rank)
 
     async def set_scheduler_address(self, scheduler) -> None:
-        services = {"dashboard": scheduler.services["dashboard"].port} if "dashboard" in scheduler.services else {}
-        extra = {"id": scheduler.id, "services": services}
-        if self.credentials is not None:
-            extra["credentials"] = self.credentials.to_dict()
-        write_scheduler_file(self.scheduler_file, scheduler.address, self.stamp, extra=extra)
+        publish_scheduler(self.scheduler_file, scheduler, self.stamp, self.credentials)
 
     async def get_scheduler_address(self) -> str:
         address = await self._reader.wait()
         self.credentials = JobCredentials.from_dict(self._reader.last.credentials)
         return address
+
+    def joins_existing_control(self) -> bool:
+        return self._reader.last.ours
 
     def abort_start(self, exc: BaseException) -> None:
         """On the scheduler rank: tell the waiting ranks why it failed."""

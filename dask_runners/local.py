@@ -12,11 +12,19 @@ fails while others still run, it ends the others (SIGTERM, then SIGKILL
 after a grace period) and returns that rank's status. Otherwise it returns
 the client rank's (rank 1's) exit status. Every rank also asks the kernel to
 send it SIGTERM if the launcher itself dies, so no rank outlives it.
+
+:func:`run_here_locally` is ``Runner()``'s fallback when no launcher started
+the process (``python script.py`` on a laptop): this process becomes the
+launcher of the same command, one scheduler, one client and about one worker
+per core. The number of workers is the dask config key
+``runners.local.workers`` (environment: ``DASK_RUNNERS__LOCAL__WORKERS``);
+``runners.local.fallback: false`` turns the fallback off.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import secrets
 import signal
@@ -25,9 +33,14 @@ import sys
 import tempfile
 import time
 
+import dask.config
+
 from .config import backoff_delays
 from .file_runner import SCHEDULER_FILE_VAR
 from .job import LAUNCHER_VAR, LOCAL_RANK_VAR, LOCAL_RUN_ID_VAR, LOCAL_WORLD_SIZE_VAR
+
+logger = logging.getLogger(__name__)
+
 CLIENT_RANK = 1
 GRACE = 5.0  # seconds a rank has to leave after SIGTERM before SIGKILL
 
@@ -143,3 +156,55 @@ def _end(ranks: list[subprocess.Popen]) -> None:
 def script_command(target: str, args: list[str], module: bool = False) -> list[str]:
     """The command that runs ``target`` as ``python`` would: a file, or ``-m`` a module."""
     return [sys.executable, "-m", target, *args] if module else [sys.executable, target, *args]
+
+
+def default_workers() -> int:
+    """Workers of a local fallback world: ``runners.local.workers``, else one per usable core."""
+    configured = dask.config.get("runners.local.workers", None)
+    if configured is not None:
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def this_program() -> list[str] | None:
+    """The command that started this process, if it can be started again.
+
+    ``python script.py …``, ``python -m module …`` and ``python -c …`` can;
+    an interactive interpreter, IPython or Jupyter, or a script read from
+    standard input cannot.
+    """
+    interactive = hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules
+    if interactive or not sys.argv or sys.argv[0] in ("", "-"):
+        return None
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+def run_here_locally(reason: str):
+    """Run this program again as a local world and exit with its status; never returns.
+
+    Called by :func:`dask_runners.Runner` when no launcher is found. Raises
+    ``LauncherEnvironmentError`` (with ``reason``) when the program cannot
+    be started again or the fallback is off.
+    """
+    from .exceptions import LauncherEnvironmentError
+
+    command = this_program()
+    if not dask.config.get("runners.local.fallback", True):
+        raise LauncherEnvironmentError(f"{reason}\n(The local fallback is off: runners.local.fallback is false.)")
+    if command is None:
+        raise LauncherEnvironmentError(
+            f"{reason}\nAn interactive session cannot be run as a local world; for a cluster "
+            "on this machine use distributed.LocalCluster, or run a script."
+        )
+    n_workers = max(default_workers(), 1)
+    logger.warning(
+        "dask_runners: no launcher found, so NOT a cluster run: running %s locally as %d ranks "
+        "(scheduler, client, %d workers; runners.local.workers to change)",
+        os.path.basename(sys.argv[0]),
+        n_workers + 2,
+        n_workers,
+    )
+    sys.exit(launch(command, n_workers + 2))

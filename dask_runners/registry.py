@@ -23,6 +23,7 @@ import os
 from .exceptions import LauncherEnvironmentError
 from .file_runner import SchedulerFileRunner
 from .job import LAUNCHER_VAR, PARSERS, detect
+from .local import run_here_locally
 from .mpi import MPIRunner
 from .slurm import SLURMRunner
 
@@ -94,6 +95,16 @@ def Runner(launcher: str | None = None, *, environ=None, **kwargs):
     **kwargs
         Passed to the runner class.
 
+    Notes
+    -----
+    With no launcher at all (``python script.py`` on a laptop) and no
+    ``environ`` given, this process becomes a local launcher: it starts the
+    same command again as a scheduler, a client and one worker per core
+    (:func:`dask_runners.local.run_here_locally`), says so in one line, and
+    exits with the client's status. The code before ``Runner()`` runs in this
+    process too. ``runners.local.fallback: false`` in dask config turns this
+    off.
+
     Examples
     --------
     The same script under ``srun``, ``mpirun``, ``flux run`` or ``torchrun``::
@@ -103,7 +114,14 @@ def Runner(launcher: str | None = None, *, environ=None, **kwargs):
                 ...
     """
     env = os.environ if environ is None else environ
-    name = launcher or env.get(LAUNCHER_VAR) or detect(env).launcher
+    name = launcher or env.get(LAUNCHER_VAR)
+    if name is None:
+        try:
+            name = detect(env).launcher
+        except LauncherEnvironmentError as e:
+            if environ is not None:
+                raise
+            run_here_locally(str(e))
     cls = runner_class(name)
     if cls is SchedulerFileRunner:
         kwargs.setdefault("launcher", name)

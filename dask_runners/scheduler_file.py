@@ -44,6 +44,8 @@ class FileState:
     ``kind`` is ``"missing"``, ``"partial"`` (unreadable or incomplete JSON),
     ``"stale"`` (written by another run), ``"failed"`` (the scheduler rank
     of this run could not start; ``error`` says why) or ``"ready"``.
+    ``ours`` tells a file written by a dask_runners scheduler, which serves
+    the runners' control channel, from one written by any other scheduler.
     """
 
     kind: str
@@ -51,6 +53,7 @@ class FileState:
     stamp: dict | None = None
     error: str | None = None
     credentials: dict | None = None
+    ours: bool = False
 
 
 def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: dict | None = None) -> None:
@@ -82,6 +85,15 @@ def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: di
         raise
 
 
+def publish_scheduler(path: Path, scheduler, stamp: dict, credentials=None) -> None:
+    """Write the running ``scheduler``'s file: address, dashboard port, credentials."""
+    services = {"dashboard": scheduler.services["dashboard"].port} if "dashboard" in scheduler.services else {}
+    extra = {"id": scheduler.id, "services": services}
+    if credentials is not None:
+        extra["credentials"] = credentials.to_dict()
+    write_scheduler_file(path, scheduler.address, stamp, extra=extra)
+
+
 def look(path: Path, stamp: dict | None) -> FileState:
     """Look once at ``path``: one ``open``, no separate ``stat``.
 
@@ -103,7 +115,9 @@ def look(path: Path, stamp: dict | None) -> FileState:
         return FileState("stale", stamp=found)
     if address is None:
         return FileState("failed", stamp=found, error=str(content.get("error")))
-    return FileState("ready", address=address, stamp=found, credentials=content.get("credentials"))
+    return FileState(
+        "ready", address=address, stamp=found, credentials=content.get("credentials"), ours="dask_runners" in content
+    )
 
 
 class SchedulerFileReader:
@@ -117,7 +131,7 @@ class SchedulerFileReader:
         The identity of this run; files with another stamp are ignored.
     """
 
-    def __init__(self, path: Path, stamp: dict):
+    def __init__(self, path: Path, stamp: dict | None):
         self.path = path
         self.stamp = stamp
         self.looks = 0

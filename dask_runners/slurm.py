@@ -20,11 +20,17 @@ class SLURMRunner(SchedulerFileRunner):
     never trusted. It is a :class:`~dask_runners.SchedulerFileRunner` that
     reads Slurm's variables and says what to do when they are missing.
 
+    It takes every argument of dask-jobqueue's ``SLURMRunner`` (0.9), with the
+    same meaning, by keyword: moving from it is an import change.
+
     Parameters
     ----------
     scheduler_file : str or Path
         Where to write the scheduler file; see
-        :class:`~dask_runners.SchedulerFileRunner`.
+        :class:`~dask_runners.SchedulerFileRunner`. A ``scheduler_file`` in
+        ``scheduler_options`` (dask-jobqueue's other spelling) is used when
+        this is ``None``; the runner writes and reads the file itself, so
+        neither the scheduler nor the workers get that option.
     environ : mapping, optional
         The environment to read ``SLURM_*`` variables from; default
         ``os.environ``.
@@ -40,8 +46,27 @@ class SLURMRunner(SchedulerFileRunner):
                 client.wait_for_workers(runner.n_workers)
     """
 
-    def __init__(self, *, scheduler_file=DEFAULT_SCHEDULER_FILE, environ=None, **kwargs):
-        super().__init__(launcher="slurm", scheduler_file=scheduler_file, environ=environ, **kwargs)
+    def __init__(
+        self,
+        *,
+        scheduler_file=DEFAULT_SCHEDULER_FILE,
+        environ=None,
+        scheduler_options: dict | None = None,
+        worker_options: dict | None = None,
+        **kwargs,
+    ):
+        scheduler_options = dict(scheduler_options or {})
+        worker_options = dict(worker_options or {})
+        in_options = scheduler_options.pop("scheduler_file", None)
+        worker_options.pop("scheduler_file", None)
+        super().__init__(
+            launcher="slurm",
+            scheduler_file=scheduler_file or in_options or DEFAULT_SCHEDULER_FILE,
+            environ=environ,
+            scheduler_options=scheduler_options,
+            worker_options=worker_options,
+            **kwargs,
+        )
 
     def read_job(self, environ, launcher):
         env = os.environ if environ is None else environ

@@ -5,6 +5,7 @@ The same script runs under any launcher; ``Runner()`` finds out which:
     dask-runner launch -n 4 examples/array_mean.py     # this machine
     srun -n 4 python examples/array_mean.py            # Slurm
     mpirun -n 4 python examples/array_mean.py          # Open MPI (MPIRunner)
+    python examples/array_mean.py                      # no launcher: a local world, one worker per core
 """
 
 import dask.array as da

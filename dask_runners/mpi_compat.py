@@ -1,0 +1,272 @@
+"""dask-mpi's ``initialize``, ``execute`` and ``send_close_signal``, on :class:`~dask_runners.MPIRunner`.
+
+Moving from dask-mpi is an import change::
+
+    from dask_runners.mpi import initialize   # was: from dask_mpi import initialize
+
+The functions take dask-mpi's parameters with its meaning, plus the runner's
+own options by keyword (``timeouts=``, ``security=``, ...). What differs, on
+purpose:
+
+* the cluster runs on mutual TLS with credentials made for the job, unless a
+  ``protocol`` other than ``tls`` is asked for;
+* an exception in ``execute``'s client function, or in the client code after
+  ``initialize()``, prints its traceback once and ends every rank with a
+  non-zero status, instead of leaving the job hanging;
+* a job too small for a scheduler, a client and one worker fails at once
+  with :class:`~dask_runners.WorldTooSmallError`, which says what to run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import warnings
+
+import dask.config
+
+from .base import Role
+from .mpi import MPIRunner
+from .run import client_config
+
+#: The client rank's runner while the client code runs after ``initialize()``.
+_active: MPIRunner | None = None
+_uncaught: BaseException | None = None
+
+
+class _DaskMPIRunner(MPIRunner):
+    """An MPIRunner whose service ranks may keep their process (``exit=False``).
+
+    A rank whose service ended with a failure status leaves all the same, so
+    that a failed job ends non-zero everywhere.
+    """
+
+    def __init__(self, *, exit: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self._exit = exit
+
+    def exit_process(self, exit_code: int):
+        if self._exit or exit_code != 0:
+            super().exit_process(exit_code)
+
+
+def dask_mpi_options(
+    *, interface=None, protocol=None, nthreads=None, memory_limit=None, local_directory=None,
+    nanny=False, dashboard=True, dashboard_address=None, scheduler_port=None,
+    worker_class="distributed.Worker", worker_options=None, **runner_options,
+) -> dict:
+    """dask-mpi's parameters (its functions' and its CLI's) as runner options.
+
+    One translation for :func:`initialize`, :func:`execute` and
+    ``dask-runner serve``. Options left ``None`` are not passed, so
+    distributed's own defaults and dask config apply. A ``protocol`` other
+    than ``tls`` turns the job's TLS off (``security=False``). Without a
+    dashboard, the scheduler's HTTP server takes any free port unless
+    ``dashboard_address`` says otherwise.
+    """
+    if nanny:
+        warnings.warn(
+            "nanny=True is deprecated (as in dask-mpi); use worker_class='distributed.Nanny'",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        worker_class = "distributed.Nanny"
+    if not dashboard and dashboard_address is None:
+        dashboard_address = ":0"  # the scheduler's HTTP server (/health, /metrics) takes any free port
+    scheduler = {"dashboard": dashboard, "dashboard_address": dashboard_address, "port": scheduler_port}
+    worker = {"nthreads": nthreads, "memory_limit": memory_limit, "local_directory": local_directory or None}
+    if protocol is not None:
+        scheduler["protocol"] = worker["protocol"] = protocol
+        if protocol.rstrip(":/") != "tls":
+            runner_options.setdefault("security", False)
+    return {
+        "interface": interface,
+        "scheduler_options": {k: v for k, v in scheduler.items() if v is not None},
+        "worker_class": worker_class,
+        "worker_options": {**{k: v for k, v in worker.items() if v is not None}, **(worker_options or {})},
+        **runner_options,
+    }
+
+
+def initialize(
+    interface=None,
+    nthreads=1,
+    local_directory=None,
+    memory_limit="auto",
+    nanny=False,
+    dashboard=True,
+    dashboard_address=":8787",
+    protocol=None,
+    worker_class="distributed.Worker",
+    worker_options=None,
+    comm=None,
+    exit=True,
+    **runner_options,
+):
+    """Start a Dask cluster on the ranks of ``comm``; return on the client rank.
+
+    Rank 0 runs the scheduler, rank 1 returns and runs the rest of the script
+    (where ``Client()`` connects to this cluster, with its credentials), every
+    other rank runs a worker. When the script ends on rank 1 the cluster shuts
+    down, with a failure status if the script raised.
+
+    Parameters are dask-mpi's: ``interface``, ``nthreads``,
+    ``local_directory``, ``memory_limit``, ``nanny`` (deprecated),
+    ``dashboard``, ``dashboard_address``, ``protocol``, ``worker_class``,
+    ``worker_options``, ``comm`` (default ``MPI.COMM_WORLD``), and:
+
+    Parameters
+    ----------
+    exit : bool
+        ``True``: the scheduler and worker ranks leave the process when the
+        cluster closes. ``False``: they return ``False`` then (the client
+        rank returns ``True`` at once), and the client rank calls
+        :func:`send_close_signal` when its Dask work is done (else the
+        cluster shuts down when the script ends).
+    **runner_options
+        More options for :class:`~dask_runners.MPIRunner` (``timeouts``, ...).
+
+    Returns
+    -------
+    bool
+        Whether this rank is the client rank.
+    """
+    global _active
+    runner = _DaskMPIRunner(exit=exit, comm=comm, **dask_mpi_options(
+        interface=interface, protocol=protocol, nthreads=nthreads, memory_limit=memory_limit,
+        local_directory=local_directory, nanny=nanny, dashboard=dashboard,
+        dashboard_address=dashboard_address, worker_class=worker_class,
+        worker_options=worker_options, **runner_options,
+    ))
+    runner.__enter__()  # a service rank returns only with exit=False, after the cluster closed
+    if runner.role is not Role.client:
+        return False
+    dask.config.set(client_config(runner))
+    _active = runner
+    # At the end of the script the cluster shuts down, failed if the script
+    # raised; with exit=False only if send_close_signal() was not called.
+    _watch_uncaught_exceptions()
+    atexit.register(_close_at_exit)
+    return True
+
+
+def send_close_signal():
+    """Shut the cluster down from the client rank; the other ranks then return or leave.
+
+    Needed only after ``initialize(exit=False)``; with ``exit=True`` it
+    happens when the script ends.
+    """
+    global _active
+    runner, _active = _active, None
+    if runner is not None:
+        runner.__exit__(None, None, None)
+        return
+    from distributed import Client
+
+    with Client() as client:  # a cluster this process did not start: dask-mpi's way
+        client.shutdown()
+
+
+def _watch_uncaught_exceptions() -> None:
+    """Remember an exception that ends the script, for the shutdown at exit."""
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        global _uncaught
+        _uncaught = exc
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+def _close_at_exit() -> None:
+    global _active
+    runner, _active = _active, None
+    if runner is None:
+        return
+    _close_default_client()
+    exc = _uncaught
+    runner.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+
+def _close_default_client() -> None:
+    """Close the script's ``Client()``, left open as dask-mpi scripts leave it.
+
+    distributed closes it at exit too, but only after the cluster is gone,
+    when its lost connection logs a traceback.
+    """
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:
+        return
+    try:
+        client.close(timeout=3)
+    except (TimeoutError, RuntimeError, OSError):
+        pass
+
+
+def execute(
+    client_function=None,
+    client_args=(),
+    client_kwargs=None,
+    client_rank=1,
+    scheduler=True,
+    scheduler_rank=0,
+    scheduler_address=None,
+    scheduler_port=None,
+    scheduler_file=None,
+    interface=None,
+    nthreads=1,
+    local_directory="",
+    memory_limit="auto",
+    nanny=False,
+    dashboard=True,
+    dashboard_address=":8787",
+    protocol=None,
+    exclusive_workers=True,
+    worker_class="distributed.Worker",
+    worker_options=None,
+    worker_name=None,
+    comm=None,
+    **runner_options,
+):
+    """Run ``client_function`` on ``client_rank`` with a Dask cluster on the other ranks.
+
+    Every rank returns once the cluster has closed (after the client
+    function returned), as in dask-mpi. If the client function raises, the
+    cluster shuts down with a failure status: the client rank re-raises (one
+    traceback) and every other rank leaves with exit code 1.
+
+    Parameters are dask-mpi's. Notably: ``client_function`` not callable
+    runs no client code: the cluster serves until a client shuts it down
+    (give ``scheduler_file`` to reach it with :func:`dask_runners.connect`);
+    ``exclusive_workers=False`` runs a worker on the scheduler and client
+    ranks too; ``scheduler=False`` adds the workers to the cluster at
+    ``scheduler_file`` or ``scheduler_address``; ``worker_name`` names the
+    workers ``{worker_name}-{rank}``. ``**runner_options`` go to
+    :class:`~dask_runners.MPIRunner`.
+    """
+    has_client = callable(client_function)
+    if not scheduler and scheduler_address is None and scheduler_file is None:
+        raise ValueError("Must provide scheduler_address or scheduler_file if executing with scheduler=False")
+    runner = _DaskMPIRunner(exit=False, comm=comm, **dask_mpi_options(
+        interface=interface, protocol=protocol, nthreads=nthreads, memory_limit=memory_limit,
+        local_directory=local_directory, nanny=nanny, dashboard=dashboard,
+        dashboard_address=dashboard_address, scheduler_port=scheduler_port,
+        worker_class=worker_class, worker_options=worker_options, scheduler=scheduler,
+        client=has_client, scheduler_rank=scheduler_rank, client_rank=client_rank,
+        exclusive_workers=exclusive_workers, worker_name=worker_name,
+        scheduler_file=scheduler_file, scheduler_address=scheduler_address, **runner_options,
+    ))
+    runner.__enter__()  # service ranks return here once the cluster has closed
+    if runner.role is not Role.client:
+        return
+    dask.config.set(client_config(runner))
+    try:
+        client_function(*client_args, **(client_kwargs or {}))
+    except BaseException as e:
+        runner.__exit__(type(e), e, e.__traceback__)
+        raise
+    runner.__exit__(None, None, None)
