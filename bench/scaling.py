@@ -19,7 +19,8 @@ Three measurements, all in this one process:
 3. **Role selection from a real launcher's environment**: ``detect()`` on a
    Slurm environment of 10 000 tasks over 2 500 nodes, as each rank does once.
 
-Both worlds run on plain TCP (``security=False``), one thread per worker, no
+Both worlds run on plain TCP (``security=False``); a third kind, ``ours+tls``,
+runs ours with the job's TLS as a runner does by default. All use one thread per worker, no
 dashboard, ``distributed`` logging at WARNING; the runs of the two kinds
 alternate. Writes ``scaling.csv`` and ``scaling.md``.
 """
@@ -34,6 +35,7 @@ import gc
 import logging
 import os
 import pstats
+import resource
 import shutil
 import statistics
 import sys
@@ -97,8 +99,9 @@ class TimedRunner(InProcessRunner):
         super().exit_process(exit_code)
 
 
-async def one_world(n: int) -> dict:
+async def one_world(n: int, tls: bool = False) -> dict:
     """Run a world of ``n`` in-process ranks; return the phases in seconds."""
+    options = {**RUNNER_OPTIONS, "security": True} if tls else RUNNER_OPTIONS
     world = InProcessWorld(n)
     stamps: dict = {}
     marks = {}
@@ -112,7 +115,7 @@ async def one_world(n: int) -> dict:
 
     async def rank_main(rank):
         try:
-            async with TimedRunner(world, rank, stamps, **RUNNER_OPTIONS) as runner:
+            async with TimedRunner(world, rank, stamps, **options) as runner:
                 await body(runner)
         except RankExited:
             pass
@@ -133,6 +136,11 @@ async def one_world(n: int) -> dict:
         "shutdown": end - marks["body_end"],
         "total": end - marks["start"],
     }
+
+
+async def tls_world(n: int) -> dict:
+    """``one_world`` with the job's TLS, as a runner has by default."""
+    return await one_world(n, tls=True)
 
 
 async def bare_world(n: int) -> dict:
@@ -210,22 +218,53 @@ def role_selection_cost(tasks: int = 10_000, nodes: int = 2_500) -> float:
     return total / number
 
 
+KINDS = (("ours", one_world), ("bare", bare_world), ("ours+tls", tls_world))
+FDS_JOB = """\
+import os
+from distributed import Client
+from dask_runners import SLURMRunner
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+with SLURMRunner() as runner:
+    with Client(runner) as client:
+        client.wait_for_workers(runner.n_workers)
+        print("FDS", runner.n_workers, client.run_on_scheduler(open_fds), flush=True)
+"""
+
+
+def scheduler_fds(ranks: int) -> int:
+    """Open file descriptors of the scheduler rank of ``srun -n ranks`` once every worker is in."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dask-runners-fds-") as tmp:
+        job = Path(tmp) / "job.py"
+        job.write_text(FDS_JOB)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))}
+        out = subprocess.run(["srun", "-n", str(ranks), sys.executable, str(job)], cwd=tmp, env=env,
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+    return int(out.split("FDS", 1)[1].split()[1])
+
+
 PHASES = ("role", "scheduler_start", "discovery", "join", "first_result", "shutdown", "total")
 
 
-def summary(rows: list[dict], profile: dict | None, role_cost: float, args) -> str:
+def summary(rows: list[dict], profile: dict | None, role_cost: float, fds, args) -> str:
     lines = [
         "# Scaling of in-process worlds",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.1f} at the end; {args.repeat} repeats, medians in seconds",
-        "- ours: N InProcessRunners on one loop; bare: Scheduler + N-2 Workers, no runner",
+        "- ours: N InProcessRunners on one loop, plain TCP; bare: Scheduler + N-2 Workers, no runner; "
+        "ours+tls: ours with the job's TLS (the default)",
         "",
         "| N | kind | " + " | ".join(PHASES) + " | role CPU per rank (µs) |",
         "|---:|---|" + "---:|" * (len(PHASES) + 1),
     ]
     for n in args.sizes:
-        for kind in ("ours", "bare"):
+        for kind, _ in KINDS:
             group = [r for r in rows if r["n"] == n and r["kind"] == kind]
             if not group:
                 continue
@@ -255,6 +294,14 @@ def summary(rows: list[dict], profile: dict | None, role_cost: float, args) -> s
             "|---:|---:|---|",
         ]
         lines += [f"| {t:.4f} | {c} | `{name}` |" for t, c, name in profile["top"]]
+    if fds:
+        (n1, f1), (n2, f2) = fds[0], fds[-1]
+        per = (f2 - f1) / (n2 - n1)
+        lines += ["", "Open file descriptors of the scheduler rank under `srun` once every worker "
+                      "has joined (TLS on, the default): "
+                  + ", ".join(f"{f} at {n} ranks" for n, f in fds)
+                  + f"; {per:.2f} per worker rank, so 10 000 ranks need about {f1 + per * (10_000 - n1):,.0f} "
+                  f"(soft RLIMIT_NOFILE here: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})."]
     lines += ["", f"Role selection from a Slurm environment of 10 000 tasks on 2 500 nodes "
                   f"(`detect()`, once per rank): {role_cost * 1e3:.2f} ms."]
     return "\n".join(lines) + "\n"
@@ -265,6 +312,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256, 512])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", type=int, default=256, help="world size to profile; 0 for none")
+    parser.add_argument("--fds-ranks", type=int, nargs="*", default=[4, 16],
+                        help="srun world sizes at which to count the scheduler rank's open files")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--publish", action="store_true", help="also copy to docs/data/")
     args = parser.parse_args(argv)
@@ -276,7 +325,7 @@ def main(argv=None) -> int:
     rows = []
     for repeat in range(args.repeat):
         for n in args.sizes:
-            for kind, function in (("ours", one_world), ("bare", bare_world)):
+            for kind, function in KINDS:
                 phases = run_fresh(function, n)
                 rows.append({"n": n, "kind": kind, "repeat": repeat, **phases})
                 print(f"n={n:<5d} {kind:4s} " + " ".join(f"{p}={phases[p]:.3f}" for p in PHASES), flush=True)
@@ -286,7 +335,8 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    text = summary(rows, profile, role_cost, args)
+    fds = [(n, scheduler_fds(n)) for n in args.fds_ranks] if args.fds_ranks else []
+    text = summary(rows, profile, role_cost, fds, args)
     (args.out / "scaling.md").write_text(text)
     print(text)
     if args.publish:
