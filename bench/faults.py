@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (the harness this one reuses)
 
-SCENARIOS = ("client_killed", "scheduler_killed", "stale_file")
+SCENARIOS = ("client_killed", "scheduler_killed", "stale_file", "stale_file_late")
 # (launcher, impl, scenarios it applies to): MPI broadcasts, so no file to go stale.
 CASES = [
     (bench.SRUN, "ours_slurm", SCENARIOS),
@@ -92,7 +92,7 @@ def run_fault(launcher, impl, scenario, ranks, repeat, cap, log_dir, source) -> 
     out: list[str] = []
     err: list[str] = []
     with tempfile.TemporaryDirectory(prefix="dask-runners-fault-") as cwd:
-        if scenario == "stale_file":
+        if scenario.startswith("stale_file"):
             write_stale_file(Path(cwd))
         start = time.time()
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -102,7 +102,7 @@ def run_fault(launcher, impl, scenario, ranks, repeat, cap, log_dir, source) -> 
                  threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True)]
         for pump in pumps:
             pump.start()
-        fault = start if scenario == "stale_file" else None
+        fault = start if scenario.startswith("stale_file") else None
         returned = None
         while True:
             now = time.time()
@@ -171,7 +171,7 @@ def summary(runs: list[FaultRun], cap: float, ranks: int) -> str:
     for scenario, launcher, impl in keys:
         group = [r for r in runs if (r.scenario, r.launcher, r.impl) == (scenario, launcher, impl)]
         codes = sorted({str(r.exit_code) for r in group if r.exit_code is not None}) or ["—"]
-        result = ("yes" if all(r.got_result for r in group) else "no") if scenario == "stale_file" else ""
+        result = ("yes" if all(r.got_result for r in group) else "no") if scenario.startswith("stale_file") else ""
         lines.append(
             f"| {scenario} | {launcher} | {impl} | {describe(group, cap)} | {', '.join(codes)} "
             f"| {max(r.left_at_return for r in group)} | {result} "

@@ -8,11 +8,15 @@ IMPL is ours_slurm, jobqueue_slurm, ours_mpi or daskmpi; SCENARIO is
 * ``stale_file``: the standard workload, started in a directory where the
   harness left ``scheduler.json`` from another job, pointing at a dead port.
   Both file-based implementations are told to use that path.
+* ``stale_file_late``: the same, with the scheduler rank 2 s late to start (as
+  when rank 0's node is slower than the rest), so that the other ranks find
+  the stale file before the scheduler replaces it.
 
 The client prints ``BENCH fault=<time>`` just before it injects the fault.
 """
 
 import _bench  # noqa: F401  (first: stamps the process start)
+import asyncio
 import os
 import signal
 import sys
@@ -24,17 +28,29 @@ IMPL, SCENARIO = sys.argv[1:3]
 SCHEDULER_FILE = "scheduler.json"
 
 
+def late(runner_class):
+    """``runner_class`` whose scheduler rank starts 2 s late."""
+
+    class Late(runner_class):
+        async def before_scheduler_start(self):
+            await asyncio.sleep(2)
+
+    return Late
+
+
 def make_runner():
     if IMPL == "ours_slurm":
         from dask_runners import SLURMRunner
 
-        if SCENARIO == "stale_file":
-            return SLURMRunner(scheduler_file=SCHEDULER_FILE)
+        if SCENARIO.startswith("stale_file"):
+            cls = late(SLURMRunner) if SCENARIO == "stale_file_late" else SLURMRunner
+            return cls(scheduler_file=SCHEDULER_FILE)
         return SLURMRunner()
     if IMPL == "jobqueue_slurm":
         from dask_jobqueue.slurm import SLURMRunner
 
-        return SLURMRunner(scheduler_file=SCHEDULER_FILE)
+        cls = late(SLURMRunner) if SCENARIO == "stale_file_late" else SLURMRunner
+        return cls(scheduler_file=SCHEDULER_FILE)
     if IMPL == "ours_mpi":
         from dask_runners import MPIRunner
 
@@ -52,7 +68,7 @@ def body(client: Client, n_workers: int) -> None:
         _bench.emit(fault=time.time())
         os.kill(pid, signal.SIGKILL)
         client.submit(time.sleep, 60).result()
-    elif SCENARIO == "stale_file":
+    elif SCENARIO.startswith("stale_file"):
         assert client.submit(lambda x: x + 1, 10).result() == 11
         _bench.first_result()
     else:
