@@ -19,7 +19,10 @@ Three measurements, all in this one process:
 3. **Role selection from a real launcher's environment**: ``detect()`` on a
    Slurm environment of 10 000 tasks over 2 500 nodes, as each rank does once.
 
-Both worlds run on plain TCP (``security=False``); a third kind, ``ours+tls``,
+The workers' own periodic work (the profiler's stack sampling every 10 ms,
+the system and memory monitors) is switched off in every kind: a real worker
+rank does it once in its own process, but N workers in one process would
+spend the CPU on it N times over. Both worlds run on plain TCP (``security=False``); a third kind, ``ours+tls``,
 runs ours with the job's TLS as a runner does by default. All use one thread per worker, no
 dashboard, ``distributed`` logging at WARNING; the runs of the two kinds
 alternate. Writes ``scaling.csv`` and ``scaling.md``.
@@ -46,6 +49,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 
+import dask.config  # noqa: E402
 from distributed import Client, Scheduler, Worker  # noqa: E402
 
 from dask_runners.base import Role  # noqa: E402
@@ -53,7 +57,15 @@ from dask_runners.inprocess import InProcessRunner, InProcessWorld, RankExited  
 from dask_runners.job import detect  # noqa: E402
 
 SCHEDULER_OPTIONS = {"dashboard": False, "dashboard_address": ":0"}  # no probe of port 8787
-WORKER_OPTIONS = {"nthreads": 1}
+# No memory monitor: with hundreds of workers in one process, their periodic
+# callbacks (and the profiler's, switched off in main) would take the CPU.
+WORKER_OPTIONS = {"nthreads": 1, "memory_limit": 0}
+# Periodic work that every worker does by itself, N times over in one process;
+# a real worker rank does it once, in its own process.
+QUIET_WORKERS = {
+    "distributed.worker.profile.enabled": False,  # a stack sample every 10 ms per worker
+    "distributed.admin.system-monitor.interval": "1h",  # psutil every 500 ms per worker
+}
 RUNNER_OPTIONS = {
     "scheduler_options": SCHEDULER_OPTIONS,
     "worker_options": WORKER_OPTIONS,
@@ -319,6 +331,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    dask.config.set(QUIET_WORKERS)
     logging.getLogger("dask_runners").setLevel(logging.ERROR)  # "TLS is off", once per world
     run_fresh(one_world, 4)  # warm the imports
     run_fresh(bare_world, 4)
