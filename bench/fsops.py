@@ -87,8 +87,9 @@ def looks_until_found(schedule, ready_at: float) -> int:
 
 def max_rate_after(schedule, start: float, horizon: float = 120.0) -> int:
     """Most looks in any 1 s window that begins at or after ``start``."""
-    times = [round(t, 6) for t in schedule(horizon) if t >= start]  # no float drift at window edges
-    return max((sum(1 for u in times if t <= u < t + 1) for t in times), default=0)
+    times = [t for t in schedule(horizon) if t >= start]
+    # half-open windows, with a margin for float drift: looks 0.5 s apart are 2 per second
+    return max((sum(1 for u in times if t - 1e-9 <= u < t + 1 - 1e-9) for t in times), default=0)
 
 
 def model_lines() -> list[str]:
