@@ -72,7 +72,9 @@ def plot(records: list[dict], path: Path) -> None:
         label = ("MPIRunner (Ibcast, polled)" if method == "ours" else "blocking comm.bcast") + f", publish at {delay:g} s"
         ax.plot(sizes, ys, style, label=label)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("ranks (mpirun, one 2-core machine)")
+    sizes = sorted({int(r["size"]) for r in records})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel(f"ranks (mpirun, one {os.cpu_count()}-core machine)")
     ax.set_ylabel("ms from publish to the slowest rank having it")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
