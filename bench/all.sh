@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every measurement behind docs/benchmarks.rst and docs/scaling.rst, one after another
 # (never two at once: they would measure each other), each publishing into docs/.
-# About 35 minutes on 2 cores. Extra arguments go to run.py, e.g. --repeat 5.
+# About 30 minutes on 2 cores. Extra arguments go to run.py, e.g. --repeat 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-bench/results}
