@@ -5,7 +5,11 @@ Every implementation runs the same workload (bench/workloads/): start, wait for
 all workers, run one task, leave. Runs are interleaved round-robin within each
 repeat so that drift on the machine hits every implementation alike.
 
-    python bench/run.py --ranks 4 16 --repeat 5 --out bench/results [--plot]
+    python bench/run.py                     # ranks 2 3 4 8 16 32, 3 repeats, 3 launchers
+    python bench/run.py --ranks 4 16 --repeat 5 --launchers srun mpirun --plot
+
+At 2 ranks only the floor runs: every other implementation needs a scheduler,
+a client and at least one worker, so 3 is their smallest world.
 
 See bench/README.md for what each column means.
 """
@@ -40,6 +44,8 @@ WORKLOADS = BENCH_DIR / "workloads"
 TAG_VAR = "DASK_RUNNERS_BENCH_TAG"  # set in every launched process; finds stragglers
 PACKAGES = ("dask", "distributed", "dask-runners", "dask-jobqueue", "dask-mpi", "mpi4py")
 OPENMPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+MULTINODE_CONF = "/etc/slurm-multinode/slurm.conf"  # ci/start-multinode-slurm.sh
+DOCS_DIR = BENCH_DIR.parent / "docs"
 
 
 # --------------------------------------------------------------------------- what runs
@@ -57,6 +63,12 @@ class Impl:
     script: str  # file name in bench/workloads/
     family: str  # "ours", "ours-plain", "jobqueue", "dask-mpi" or "floor": what ratios compare
     env: dict = dataclasses.field(default_factory=dict)
+    min_ranks: int = 3  # a scheduler, a client and one worker; the floor runs on 1
+    default: bool = True  # run unless --only picks otherwise
+
+    @property
+    def key(self) -> str:
+        return f"{self.launcher.name}/{self.name}"
 
     def command(self, ranks: int) -> list[str]:
         return [*self.launcher.argv(ranks), sys.executable, str(WORKLOADS / self.script)]
@@ -66,19 +78,33 @@ SRUN = Launcher("srun", lambda n: ["srun", "-n", str(n)])
 MPIRUN = Launcher(
     "mpirun", lambda n: ["mpirun", "--oversubscribe", "-n", str(n)], OPENMPI_ENV
 )
+# The emulated 4-node Slurm: tasks spread over min(4, n) nodes (each a network
+# namespace on this machine, sharing its filesystem and its 2 cores).
+# --overcommit, since its 4 x 4 CPUs hold only 16 tasks otherwise.
+SRUN_4NODE = Launcher(
+    "srun-4node",
+    lambda n: ["srun", "-N", str(min(4, n)), "-n", str(n), "--overcommit"],
+    {"SLURM_CONF": MULTINODE_CONF},
+)
+LAUNCHERS = {launcher.name: launcher for launcher in (SRUN, MPIRUN, SRUN_4NODE)}
 
 # Ours with TLS turned off through dask config, to measure what TLS costs.
 PLAIN_TCP = {"DASK_RUNNERS__SECURITY": "False"}
 
+# The TLS-off variants measure what TLS costs; they run only when named with
+# --only, to keep the default sweep short.
 IMPLS = [
     Impl("ours_slurm", SRUN, "ours_slurm.py", "ours"),
-    Impl("ours_slurm_plain", SRUN, "ours_slurm.py", "ours-plain", PLAIN_TCP),
+    Impl("ours_slurm_plain", SRUN, "ours_slurm.py", "ours-plain", PLAIN_TCP, default=False),
     Impl("jobqueue_slurm", SRUN, "jobqueue_slurm.py", "jobqueue"),
-    Impl("floor", SRUN, "floor.py", "floor"),
+    Impl("floor", SRUN, "floor.py", "floor", min_ranks=1),
     Impl("ours_mpi", MPIRUN, "ours_mpi.py", "ours"),
-    Impl("ours_mpi_plain", MPIRUN, "ours_mpi.py", "ours-plain", PLAIN_TCP),
+    Impl("ours_mpi_plain", MPIRUN, "ours_mpi.py", "ours-plain", PLAIN_TCP, default=False),
     Impl("daskmpi", MPIRUN, "daskmpi.py", "dask-mpi"),
-    Impl("floor", MPIRUN, "floor.py", "floor"),
+    Impl("floor", MPIRUN, "floor.py", "floor", min_ranks=1),
+    Impl("ours_slurm", SRUN_4NODE, "ours_slurm.py", "ours"),
+    Impl("jobqueue_slurm", SRUN_4NODE, "jobqueue_slurm.py", "jobqueue"),
+    Impl("floor", SRUN_4NODE, "floor.py", "floor", min_ranks=1),
 ]
 
 
@@ -316,11 +342,15 @@ def fill_measurements(run, start, end, exit_code, timed_out, stdout, stderr) -> 
 
 # --------------------------------------------------------------------------- the suite
 def schedule(impls: list[Impl], ranks: list[int], repeats: int):
-    """Round-robin: each repeat runs every (ranks, impl) once, in the same order."""
+    """Round-robin: each repeat runs every (ranks, impl) once, in the same order.
+
+    An implementation is left out at rank counts below its ``min_ranks``.
+    """
     for repeat in range(repeats):
         for n in ranks:
             for impl in impls:
-                yield repeat, n, impl
+                if n >= impl.min_ranks:
+                    yield repeat, n, impl
 
 
 def run_suite(impls, ranks, repeats, timeout, log_dir, source: Source) -> list[Run]:
@@ -330,7 +360,7 @@ def run_suite(impls, ranks, repeats, timeout, log_dir, source: Source) -> list[R
         run = run_once(impl, n, repeat, timeout, log_dir, source)
         runs.append(run)
         print(
-            f"[{i:3d}/{len(plan)}] {impl.launcher.name:6s} {impl.name:15s} n={n:<3d} "
+            f"[{i:3d}/{len(plan)}] {impl.launcher.name:10s} {impl.name:15s} n={n:<3d} "
             f"{run.status:7s} wall={_fmt(run.wall)} first={_fmt(run.first_result)} "
             f"teardown={_fmt(run.teardown)} tb={run.tracebacks} err={run.errors}"
             + (f" strays={run.strays}/{run.strays_killed}" if run.strays else ""),
@@ -347,8 +377,8 @@ def warm_up(impls, ranks: int, timeout: float, log_dir: Path, source: Source) ->
     """
     ok = True
     for impl in impls:
-        run = run_once(impl, ranks, -1, timeout, log_dir, source)
-        print(f"warm-up {impl.launcher.name:6s} {impl.name:15s} n={ranks:<3d} {run.status}",
+        run = run_once(impl, max(ranks, impl.min_ranks), -1, timeout, log_dir, source)
+        print(f"warm-up {impl.launcher.name:10s} {impl.name:15s} n={run.ranks:<3d} {run.status}",
               flush=True)
         if run.status != "ok":
             ok = False
@@ -364,6 +394,27 @@ def write_csv(runs: list[Run], path: Path) -> None:
         writer.writeheader()
         for run in runs:
             writer.writerow(dataclasses.asdict(run))
+
+
+def read_csv(path: Path) -> list[Run]:
+    """The runs of a ``runs.csv`` written by :func:`write_csv`."""
+    types = {f.name: f.type for f in dataclasses.fields(Run)}
+    runs = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            values = {}
+            for name, text in row.items():
+                kind = types[name]
+                if text == "":
+                    values[name] = None if "None" in kind else text
+                elif kind.startswith("int"):
+                    values[name] = int(text)
+                elif kind.startswith("float"):
+                    values[name] = float(text)
+                else:
+                    values[name] = text
+            runs.append(Run(**values))
+    return runs
 
 
 # --------------------------------------------------------------------------- import cost
@@ -599,48 +650,90 @@ def _git_describe() -> str:
 
 
 # --------------------------------------------------------------------------- plots
-def plot(runs: list[Run], out: Path) -> None:
-    """One PNG per launcher: wall and teardown per implementation and rank count."""
+METRICS = (
+    ("first_result", "start-up: launch → first result"),
+    ("teardown", "teardown: body left → launcher returned"),
+    ("wall", "whole run: launch → launcher returned"),
+)
+LABELS = {"ours": "dask_runners", "ours-plain": "dask_runners, TLS off",
+          "jobqueue": "dask-jobqueue 0.9", "dask-mpi": "dask-mpi", "floor": "floor (import distributed)"}
+STYLES = {"ours": ("C0", "o", "-"), "ours-plain": ("C0", "o", ":"), "jobqueue": ("C1", "s", "-"),
+          "dask-mpi": ("C3", "s", "-"), "floor": ("0.4", "^", "--")}
+
+
+def plot(runs: list[Run], impls: list[Impl], out: Path, when: str) -> list[Path]:
+    """One PNG per launcher: median of each metric against ranks, a line per implementation.
+
+    The bars span the fastest and slowest successful run of each point.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("--plot: matplotlib is not installed; skipping plots")
-        return
+        print("--plot: matplotlib is not installed (pip install -e .[bench]); skipping plots")
+        return []
+    family = {(i.launcher.name, i.name): i.family for i in impls}
+    written = []
     for launcher in sorted({r.launcher for r in runs}):
-        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-        for ax, metric in zip(axes, ("wall", "first_result", "teardown")):
-            labels, data = [], []
-            for impl, ranks in sorted({(r.impl, r.ranks) for r in runs if r.launcher == launcher}):
-                values = [getattr(r, metric) for r in runs if r.launcher == launcher
-                          and r.impl == impl and r.ranks == ranks and r.status == "ok"]
-                values = [v for v in values if v is not None]
-                if values:
-                    labels.append(f"{impl}\nn={ranks}")
-                    data.append(values)
-            if data:
-                ax.boxplot(data)
-                ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=30)
-            ax.set_title(f"{launcher}: {metric} (s)")
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+        names = sorted({r.impl for r in runs if r.launcher == launcher},
+                       key=lambda n: list(STYLES).index(family.get((launcher, n), "floor")))
+        for ax, (metric, title) in zip(axes, METRICS):
+            for name in names:
+                fam = family.get((launcher, name), "floor")
+                if metric != "wall" and fam == "floor":
+                    continue  # the floor has no result and no body
+                xs, mid, low, high = [], [], [], []
+                for n in sorted({r.ranks for r in runs if r.launcher == launcher and r.impl == name}):
+                    values = [getattr(r, metric) for r in runs if r.launcher == launcher
+                              and r.impl == name and r.ranks == n and r.status == "ok"]
+                    values = [v for v in values if v is not None]
+                    if values:
+                        xs.append(n)
+                        mid.append(statistics.median(values))
+                        low.append(mid[-1] - min(values))
+                        high.append(max(values) - mid[-1])
+                color, marker, line = STYLES[fam]
+                ax.errorbar(xs, mid, yerr=[low, high], color=color, marker=marker, linestyle=line,
+                            capsize=3, label=LABELS[fam])
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({r.ranks for r in runs}), [str(n) for n in sorted({r.ranks for r in runs})])
+            ax.set_xlabel("ranks")
+            ax.set_ylabel("seconds (median; bars: min–max)")
+            ax.set_title(title, fontsize=10)
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+        axes[-1].legend(fontsize=8)
+        fig.suptitle(f"{launcher}, {when}", fontsize=10)
         fig.tight_layout()
-        path = out / f"{launcher}.png"
-        fig.savefig(path, dpi=120)
+        path = out / f"bench-{launcher}.png"
+        fig.savefig(path, dpi=100)
         plt.close(fig)
+        written.append(path)
         print(f"wrote {path}")
+    return written
 
 
 # --------------------------------------------------------------------------- main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 16])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 3, 4, 8, 16, 32])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--launchers", nargs="+", choices=sorted(LAUNCHERS), default=sorted(LAUNCHERS),
+                        help="which launchers to run (default: all three)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
     parser.add_argument("--only", nargs="+", metavar="LAUNCHER/IMPL",
                         help="run a subset, e.g. srun/ours_slurm mpirun/floor")
-    parser.add_argument("--plot", action="store_true", help="PNG plots (needs matplotlib)")
+    parser.add_argument("--plot", action="store_true",
+                        help="PNG line plots in --out (needs matplotlib: pip install -e .[bench])")
+    parser.add_argument("--publish", action="store_true",
+                        help="also write the plots to docs/images/ and runs.csv and summary.md "
+                             "to docs/data/ (implies --plot)")
+    parser.add_argument("--replot", type=Path, metavar="RUNS_CSV",
+                        help="only draw the plots of an earlier runs.csv into --out")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the unrecorded round that first runs every implementation once")
     parser.add_argument("--live", action="store_true",
@@ -649,19 +742,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def select_impls(only: list[str] | None) -> list[Impl]:
+def select_impls(only: list[str] | None, launchers: list[str]) -> list[Impl]:
     if not only:
-        return IMPLS
-    chosen = [i for i in IMPLS if f"{i.launcher.name}/{i.name}" in only]
-    unknown = set(only) - {f"{i.launcher.name}/{i.name}" for i in IMPLS}
+        return [i for i in IMPLS if i.default and i.launcher.name in launchers]
+    unknown = set(only) - {i.key for i in IMPLS}
     if unknown:
-        sys.exit(f"unknown implementation(s) {sorted(unknown)}")
-    return chosen
+        sys.exit(f"unknown implementation(s) {sorted(unknown)}; known: {[i.key for i in IMPLS]}")
+    return [i for i in IMPLS if i.key in only]
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    impls = select_impls(args.only)
+    impls = select_impls(args.only, args.launchers)
+    if args.replot:
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(read_csv(args.replot), IMPLS, args.out, f"from {args.replot}")
+        return 0
     log_dir = args.out / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -683,8 +779,17 @@ def main(argv=None) -> int:
     print()
     print(summary)
     print(f"wrote {args.out / 'runs.csv'} and {args.out / 'summary.md'}")
-    if args.plot:
-        plot(runs, args.out)
+    when = (f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
+            f"{args.repeat} repeats, load {args.load_before:.1f} at start")
+    if args.plot or args.publish:
+        plot(runs, impls, args.out, when)
+    if args.publish:
+        plot(runs, impls, DOCS_DIR / "images", when)
+        data = DOCS_DIR / "data"
+        data.mkdir(exist_ok=True)
+        shutil.copy(args.out / "runs.csv", data / "bench-runs.csv")
+        shutil.copy(args.out / "summary.md", data / "bench-summary.md")
+        print(f"published to {DOCS_DIR / 'images'} and {data}")
     return 0 if all(r.status == "ok" for r in runs) else 1
 
 

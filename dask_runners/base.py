@@ -43,6 +43,7 @@ from .callbacks import emit, outcome
 from .config import Timeouts, backoff_delays
 from .environment import as_environment
 from .job import visible_gpus
+from .limits import raise_open_file_limit
 from .security import JobCredentials, tls_wanted
 from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
 from .control import ClusterControl, ControlChannel
@@ -528,6 +529,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         from distributed import Scheduler
 
         await self.before_scheduler_start()
+        raise_open_file_limit(self.world_size)
         options = dict(self.scheduler_options)
         if self.security is None and self._make_credentials and self.shares_credentials:
             self.credentials = JobCredentials.generate()
