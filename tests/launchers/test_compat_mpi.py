@@ -118,10 +118,10 @@ if color == 0:
         send_close_signal()
 else:
     # MPI work of their own while the others run Dask
-    print("OTHER", comm.allreduce(world.rank), flush=True)
+    print(f"OTHER {comm.allreduce(world.rank)}", flush=True)
 
 total = world.allreduce(1)
-print("DONE", world.rank, total, flush=True)
+print(f"DONE {world.rank} {total}", flush=True)  # one write: ranks' output interleaves
 """
 
 
