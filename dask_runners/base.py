@@ -599,16 +599,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         emit(self.callbacks, "on_worker_start", self.job)
         exit_code = await self._serve_until_stopped(server, channel)
         self.status = Status.closing
-        try:
-            await asyncio.wait_for(
-                _close_server(server, f"dask-runners: {self._tag} stopping"), self.timeouts.shutdown
-            )
-        except asyncio.TimeoutError:
-            logger.warning(
-                "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway",
-                self._tag,
-                self.timeouts.shutdown,
-            )
+        await self._close_worker(server)
         if channel is not None:
             await channel.close()
         self.status = Status.closed
@@ -646,12 +637,20 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         # A heartbeat in flight when the worker closes fails and is logged as an
         # error with a traceback; here the close is on purpose.
         logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
+        await self._close_worker(worker)
+
+    async def _close_worker(self, worker) -> None:
+        """Close this rank's worker, giving up after the shutdown deadline."""
         try:
             await asyncio.wait_for(
                 _close_server(worker, f"dask-runners: {self._tag} stopping"), self.timeouts.shutdown
             )
         except asyncio.TimeoutError:
-            logger.warning("%s: its worker did not close within %.0f s", self._tag, self.timeouts.shutdown)
+            logger.warning(
+                "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway",
+                self._tag,
+                self.timeouts.shutdown,
+            )
 
     def _pin_gpu(self) -> None:
         gpus = self.job.gpus if self.job is not None else visible_gpus(os.environ)
