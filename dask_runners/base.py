@@ -46,7 +46,7 @@ from .job import visible_gpus
 from .limits import raise_open_file_limit
 from .security import JobCredentials, tls_wanted
 from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
-from .control import ClusterControl, ControlChannel
+from .control import ClusterControl, ControlChannel, StopOrder
 from .exceptions import (
     ClusterStoppedError,
     DiscoveryTimeoutError,
@@ -108,7 +108,7 @@ async def _poll_for_workers(scheduler, n_workers: int, timeout: float) -> list[s
         await asyncio.sleep(delay)
 
 
-def _let_signals_end_the_process() -> None:
+def let_signals_end_the_process() -> None:
     """From here on, SIGTERM and SIGINT end the process at once.
 
     A leaving rank may still wait in C code (``MPI_Finalize`` waits for every
@@ -258,6 +258,11 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
     exit_code : int or None
         On a scheduler or worker rank whose :meth:`exit_process` keeps the
         process: the status the rank's service ended with.
+    client_lost : bool
+        On a scheduler or worker rank, once its service has stopped: whether
+        the stop came because the client rank's process died. Such a job
+        cannot end with every rank meeting again; :class:`MPIRunner` then
+        aborts the job instead of waiting in ``MPI_Finalize``.
     """
 
     rank: int | None = None
@@ -309,6 +314,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         self.worker_name = worker_name
         self.signal_exit_codes = dict(signal_exit_codes or {})
         self.exit_code: int | None = None
+        self.client_lost = False
         self.scheduler_options = dict(scheduler_options or {})
         self.worker_class = worker_class or "distributed.Worker"
         self.worker_options = dict(worker_options or {})
@@ -443,7 +449,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         that rank once its service has closed, with :attr:`role` saying what
         the rank was and :attr:`exit_code` how its service ended.
         """
-        _let_signals_end_the_process()
+        let_signals_end_the_process()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -575,6 +581,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             await scheduler.close(reason=self._control.reason)
             self.status = Status.closed
             await self.on_scheduler_close()
+        self.client_lost = self._control.client_lost
         emit(self.callbacks, "on_scheduler_stop", self.job, exit_code=self._control.exit_code)
         return self._control.exit_code
 
@@ -583,7 +590,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         channel = await self._join(Role.worker) if joins else None
         if channel is not None and channel.stopped.done():
             await channel.close()
-            return channel.stopped.result().exit_code
+            return self._obey(channel.stopped.result())
         await self.before_worker_start()
         _stop_child_processes_from_rerunning_main()
         if self.pin_gpus:
@@ -672,10 +679,15 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             return self._signal_exit or 0
         finished.cancel()
         try:
-            return channel.stopped.result().exit_code
+            return self._obey(channel.stopped.result())
         except SchedulerLostError as e:
             logger.error("%s: %s; leaving with exit code 1", self._tag, e)
             return 1
+
+    def _obey(self, order: StopOrder) -> int:
+        """Take in the scheduler's stop order; return the exit code it gives."""
+        self.client_lost = order.client_lost
+        return order.exit_code
 
     def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
         """On the client rank: the cluster stopped while the client code ran?"""

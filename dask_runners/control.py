@@ -55,6 +55,9 @@ class StopOrder:
 
     exit_code: int
     reason: str
+    #: The client rank's process died: the other ranks cannot all meet
+    #: again, as ``MPI_Finalize`` needs them to.
+    client_lost: bool = False
 
 
 @dataclasses.dataclass
@@ -90,6 +93,8 @@ class ClusterControl(SchedulerPlugin):
         self.members: dict[int | str, _Member] = {}
         self.exit_code = 0
         self.reason = "the scheduler was closed"
+        #: Whether the client rank's process died (killed, out of memory).
+        self.client_lost = False
         self._stopping = False
         self._member_joined = asyncio.Event()
         self._worker_arrived = asyncio.Event()
@@ -170,6 +175,8 @@ class ClusterControl(SchedulerPlugin):
 
     def _member_lost(self, member: _Member) -> None:
         if member.role == "client":
+            # A client rank leaves only by asking to shut down; its process died.
+            self.client_lost = True
             logger.error(
                 "scheduler rank: the client rank (rank %s) vanished without "
                 "leaving the cluster (killed, or out of memory?); shutting the "
@@ -302,7 +309,12 @@ class ClusterControl(SchedulerPlugin):
             await asyncio.sleep(delay)
 
     async def _send_stop(self, member: _Member) -> None:
-        message = {"op": "stop", "exit_code": self.exit_code, "reason": self.reason}
+        message = {
+            "op": "stop",
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "client_lost": self.client_lost,
+        }
         try:
             await member.comm.write(message)
         except (CommClosedError, OSError):
@@ -354,7 +366,7 @@ class ControlChannel:
                 if not self.joined.done():
                     self.joined.set_result(None)
                 if message.get("op") == "stop" and not self.stopped.done():
-                    order = StopOrder(message["exit_code"], message["reason"])
+                    order = StopOrder(message["exit_code"], message["reason"], message.get("client_lost", False))
                     self.stopped.set_result(order)
         except (CommClosedError, OSError):
             if not self.joined.done():

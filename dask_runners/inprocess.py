@@ -47,6 +47,8 @@ class InProcessWorld:
     def __init__(self, size: int):
         self.size = size
         self.exit_codes: dict[int, int] = {}
+        #: The ranks whose service stopped because the client rank died.
+        self.client_lost: set[int] = set()
         self._address: asyncio.Future[str] | None = None
 
     @property
@@ -82,4 +84,6 @@ class InProcessRunner(BaseRunner):
 
     def exit_process(self, exit_code: int):
         self.world.exit_codes[self.rank] = exit_code
+        if self.client_lost:
+            self.world.client_lost.add(self.rank)
         raise RankExited(self.rank, exit_code)

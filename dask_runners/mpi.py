@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .base import BaseRunner, Role
+from .base import BaseRunner, Role, let_signals_end_the_process
 from .config import backoff_delays
 from .exceptions import LauncherEnvironmentError
 from .job import JobContext, detect
@@ -165,8 +165,16 @@ class MPIRunner(BaseRunner):
         """Finalize MPI, then leave as every runner does.
 
         MPI launchers treat a rank that exits without finalizing as failed,
-        so a service rank finalizes before it goes.
+        so a service rank finalizes before it goes. ``MPI_Finalize`` waits
+        for every rank, so when the client rank's process died
+        (:attr:`client_lost`) the job is aborted instead: the launcher would
+        otherwise end it only after noticing the death by itself.
         """
+        let_signals_end_the_process()  # a launcher's SIGTERM must work in C code too
+        if self.client_lost:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.comm.Abort(exit_code or 1)
         if not self._MPI.Is_finalized():
             self._MPI.Finalize()
         super().exit_process(exit_code)

@@ -18,9 +18,9 @@ LIGHT = {
 }
 
 
-async def run_world(size, body, start_delays=None, runner_class=InProcessRunner, **kwargs):
+async def run_world(size, body, start_delays=None, runner_class=InProcessRunner, world=None, **kwargs):
     """Run every rank of a world; return (exit codes of service ranks, client outcome)."""
-    world = InProcessWorld(size)
+    world = world or InProcessWorld(size)
     outcome = {}
     start_delays = start_delays or {}
 
@@ -93,8 +93,22 @@ async def test_vanished_client_rank_ends_the_job_with_exit_code_1():
         await asyncio.sleep(1)
         runner.status = runner.status.closed  # the dead process never shuts down
 
-    codes, _ = await run_world(4, vanish)
+    world = InProcessWorld(4)
+    codes, _ = await run_world(4, vanish, world=world)
     assert codes == {0: 1, 2: 1, 3: 1}
+    # Every survivor knows the client rank is gone (MPIRunner then aborts
+    # instead of waiting in MPI_Finalize for it).
+    assert world.client_lost == {0, 2, 3}
+
+
+async def test_no_rank_counts_the_client_lost_after_a_failing_body():
+    async def failing(runner):
+        raise ValueError("boom")
+
+    world = InProcessWorld(4)
+    codes, _ = await run_world(4, failing, world=world)
+    assert codes == {0: 1, 2: 1, 3: 1}
+    assert world.client_lost == set()
 
 
 async def test_wait_for_workers_times_out_saying_how_many_arrived():
