@@ -44,7 +44,7 @@ from .config import Timeouts, backoff_delays
 from .environment import as_environment
 from .job import visible_gpus
 from .limits import raise_open_file_limit
-from .security import JobCredentials, tls_wanted
+from .security import JobCredentials, prepare_to_accept_tls, tls_wanted
 from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
 from .control import ClusterControl, ControlChannel, StopOrder
 from .exceptions import (
@@ -538,6 +538,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         raise_open_file_limit(self.world_size)
         options = dict(self.scheduler_options)
         if self.security is None and self._make_credentials and self.shares_credentials:
+            prepare_to_accept_tls()
             self.credentials = JobCredentials.generate()
             self.security = self.credentials.security()
         if self.security is not None:

@@ -28,9 +28,12 @@ import dataclasses
 import datetime
 import json
 import logging
+import ssl
+import threading
 from pathlib import Path
 
 import dask.config
+import tornado.netutil
 from distributed import Security
 
 logger = logging.getLogger(__name__)
@@ -115,8 +118,28 @@ class JobSecurity(Security):
     def _get_tls_context(self, tls, purpose):
         key = (tuple(sorted(tls.items())), purpose, self.tls_min_version, self.tls_max_version)
         if key not in _contexts:
-            _contexts[key] = super()._get_tls_context(tls, purpose)
+            context = super()._get_tls_context(tls, purpose)
+            if purpose is ssl.Purpose.CLIENT_AUTH:
+                # A server context sends TLS 1.3 session tickets after each
+                # handshake, for resumptions that Dask's comms never make.
+                context.num_tickets = 0
+            _contexts[key] = context
         return _contexts[key]
+
+
+def prepare_to_accept_tls() -> None:
+    """Load what tornado needs for its first accepted TLS connection, in a thread.
+
+    The first time a tornado server accepts a TLS connection in a process,
+    tornado builds its default client context, which loads the system's
+    certificate store: about 20 ms of CPU, on the scheduler's event loop,
+    just as the workers connect. OpenSSL loads the store without the GIL, so
+    a thread does it beside the scheduler's own start. The scheduler rank
+    calls this; the context itself goes unused (the job's own are used).
+    """
+    defaults = getattr(tornado.netutil, "_client_ssl_defaults", None)
+    if callable(defaults):
+        threading.Thread(target=defaults, name="dask-runners-tls-warmup", daemon=True).start()
 
 
 def tls_wanted(security) -> bool:
