@@ -25,6 +25,7 @@ import hashlib
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -160,6 +161,9 @@ class Run:
     first_result: float | None = None  # launch -> client had the task's result
     teardown: float | None = None  # client body ended -> launcher returned
     spawn: float | None = None  # launch -> last rank's process started
+    # CPU seconds (user + system) of the launcher and every process it reaped:
+    # under mpirun that is every rank; under srun only srun (slurmstepd reaps the tasks).
+    cpu: float | None = None
     ranks_seen: int = 0  # ranks that printed their start line
     tracebacks: int = 0  # stderr lines starting with "Traceback"
     errors: int = 0  # stderr lines containing " ERROR " or "ERROR:"
@@ -289,6 +293,7 @@ def run_once(
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-") as cwd:
         run.load1 = os.getloadavg()[0]
         run.other_jobs = running_slurm_jobs()
+        cpu_before = _children_cpu()
         start = time.time()
         proc = subprocess.Popen(
             impl.command(ranks),
@@ -310,12 +315,18 @@ def run_once(
         except BaseException:  # Ctrl-C: the launcher has its own session, stop it too
             stop_after_timeout(proc, tag)
             raise
+        run.cpu = _children_cpu() - cpu_before
         strays, strays_killed = reap_strays(tag, grace=5.0)
         run.strays, run.strays_killed = strays + killed, strays_killed + killed
     (log_dir / f"{run.log}.out").write_text(stdout)
     (log_dir / f"{run.log}.err").write_text(stderr)
     fill_measurements(run, start, end, proc.returncode, timed_out, stdout, stderr)
     return run
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fill_measurements(run, start, end, exit_code, timed_out, stdout, stderr) -> None:
@@ -496,6 +507,8 @@ def group_stats(runs: list[Run]) -> dict:
             "first_result": _median(r.first_result for r in ok),
             "teardown": _median(r.teardown for r in ok),
             "spawn": _median(r.spawn for r in ok),
+            "cpu_per_rank": _median(r.cpu / r.ranks for r in ok if r.cpu is not None)
+            if key[0] == MPIRUN.name else None,
             "tracebacks": _median(r.tracebacks for r in group),
             "tracebacks_max": max(r.tracebacks for r in group),
             "errors": _median(r.errors for r in group),
@@ -554,8 +567,8 @@ def results_table(stats: dict) -> list[str]:
         "## Medians per implementation (seconds; timings over successful runs)",
         "",
         "| launcher | ranks | impl | ok/n | wall | wall max | over floor | first result "
-        "| teardown | spawn | tracebacks (max) | ERROR lines | strays |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| teardown | spawn | CPU s per rank | tracebacks (max) | ERROR lines | strays |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (launcher, ranks, impl), s in sorted(stats.items()):
         floor = stats.get((launcher, ranks, "floor"), {}).get("wall")
@@ -563,7 +576,7 @@ def results_table(stats: dict) -> list[str]:
         lines.append(
             f"| {launcher} | {ranks} | {impl} | {s['ok']}/{s['n']} | {_fmt(s['wall'])} "
             f"| {_fmt(s['wall_max'])} | {_fmt(over)} | {_fmt(s['first_result'])} "
-            f"| {_fmt(s['teardown'])} | {_fmt(s['spawn'])} "
+            f"| {_fmt(s['teardown'])} | {_fmt(s['spawn'])} | {_fmt(s['cpu_per_rank'], 3)} "
             f"| {_fmt(s['tracebacks'], 0)} ({s['tracebacks_max']}) | {_fmt(s['errors'], 0)} "
             f"| {s['strays']} |"
         )

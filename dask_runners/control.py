@@ -210,11 +210,19 @@ class ClusterControl(SchedulerPlugin):
     def add_worker(self, scheduler, worker: str) -> None:
         self._worker_arrived.set()
 
+    def log_event(self, topic, msg) -> None:
+        # A worker registers while it is still starting; it counts as running
+        # only when its status change arrives, a moment later. The scheduler
+        # logs that change as an event, and that is the only hook it offers.
+        if isinstance(msg, dict) and msg.get("action") == "worker-status-change":
+            self._worker_arrived.set()
+
     async def wait_for_workers(self, n: int, timeout: float) -> list[str]:
         """Return the running workers' names once there are ``n``, or at ``timeout``.
 
-        Answers as soon as the n-th worker registers, instead of at the next
-        tick of a poll.
+        Answers as soon as the n-th worker is running (registered, then its
+        status changed to running), instead of at the next tick of a poll. A
+        look every second is only a safety net.
         """
         deadline = time.monotonic() + timeout
         while len(self.scheduler.running) < n:
@@ -223,7 +231,7 @@ class ClusterControl(SchedulerPlugin):
                 break
             self._worker_arrived.clear()
             try:
-                await asyncio.wait_for(self._worker_arrived.wait(), min(remaining, 0.1))
+                await asyncio.wait_for(self._worker_arrived.wait(), min(remaining, 1.0))
             except asyncio.TimeoutError:
                 pass
         return sorted(str(ws.name) for ws in self.scheduler.running)
