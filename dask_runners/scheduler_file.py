@@ -13,6 +13,9 @@ The protocol:
 * Readers poll with backoff (see :func:`dask_runners.config.backoff_delays`):
   the first look is immediate, later ones settle at two per second. Each look
   is a single ``open``; a missing, partial or stale file means "look again".
+  On Linux a reader also watches the directory with inotify, which cuts a
+  sleep short when a file lands there from the same node
+  (:mod:`dask_runners.watch`); ranks on other nodes keep to the polling.
 * The scheduler rank removes the file when the cluster has closed, unless the
   file at the path is no longer its own.
 * A scheduler rank that fails to start writes its error instead of an
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from .config import backoff_delays
 from .exceptions import SchedulerStartError
+from .watch import watch_directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,17 +150,23 @@ class SchedulerFileReader:
             If the scheduler rank wrote that it could not start.
         """
         delays = backoff_delays()
-        while True:
-            self.looks += 1
-            self.last = look(self.path, self.stamp)
-            if self.last.kind == "ready":
-                return self.last.address
-            if self.last.kind == "failed":
-                raise SchedulerStartError(
-                    f"the scheduler rank could not start: {self.last.error} "
-                    f"(reported in {self.path}); see the scheduler rank's output"
-                )
-            await asyncio.sleep(next(delays))
+        watch = watch_directory(self.path.parent)
+        sleep = asyncio.sleep if watch is None else watch.sleep
+        try:
+            while True:
+                self.looks += 1
+                self.last = look(self.path, self.stamp)
+                if self.last.kind == "ready":
+                    return self.last.address
+                if self.last.kind == "failed":
+                    raise SchedulerStartError(
+                        f"the scheduler rank could not start: {self.last.error} "
+                        f"(reported in {self.path}); see the scheduler rank's output"
+                    )
+                await sleep(next(delays))
+        finally:
+            if watch is not None:
+                watch.close()
 
     def describe(self) -> str:
         """Say what was waited for and what the last look found."""

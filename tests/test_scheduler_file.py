@@ -5,12 +5,14 @@ import stat
 
 import pytest
 
+from dask_runners import scheduler_file
 from dask_runners.scheduler_file import (
     SchedulerFileReader,
     look,
     remove_scheduler_file,
     write_scheduler_file,
 )
+from dask_runners.watch import watch_directory
 
 STAMP = {"job_id": "42", "step_id": "1", "restart_count": 0}
 OLD_STEP = {"job_id": "42", "step_id": "0", "restart_count": 0}
@@ -115,3 +117,53 @@ async def test_a_scheduler_that_could_not_start_fails_the_readers_at_once(tmp_pa
     assert look(path, OLD_STEP).kind == "stale"  # another step's failure is not ours
     with pytest.raises(SchedulerStartError, match="could not start: TypeError: bad option"):
         await SchedulerFileReader(path, STAMP).wait()
+
+
+@pytest.mark.asyncio
+async def test_a_reader_on_the_scheduler_node_wakes_when_the_file_lands(tmp_path, monkeypatch):
+    # With polling alone this reader would look again only after 30 s.
+    monkeypatch.setattr(scheduler_file, "backoff_delays", lambda: iter(lambda: 30.0, None))
+    path = tmp_path / "scheduler.json"
+    reader = SchedulerFileReader(path, STAMP)
+    waiting = asyncio.ensure_future(reader.wait())
+    await asyncio.sleep(0.2)
+    write_scheduler_file(path, "tcp://10.0.0.1:8786", STAMP)
+    assert await asyncio.wait_for(waiting, 5) == "tcp://10.0.0.1:8786"
+    assert reader.looks == 2
+
+
+@pytest.mark.asyncio
+async def test_without_a_watch_the_reader_polls(tmp_path, monkeypatch):
+    monkeypatch.setattr(scheduler_file, "watch_directory", lambda directory: None)
+    path = tmp_path / "scheduler.json"
+    reader = SchedulerFileReader(path, STAMP)
+    waiting = asyncio.ensure_future(reader.wait())
+    await asyncio.sleep(0.2)
+    write_scheduler_file(path, "tcp://10.0.0.1:8786", STAMP)
+    assert await asyncio.wait_for(waiting, 5) == "tcp://10.0.0.1:8786"
+
+
+@pytest.mark.asyncio
+async def test_watch_sleep_ends_early_on_a_rename_and_otherwise_runs_its_course(tmp_path):
+    watch = watch_directory(tmp_path)
+    assert watch is not None  # Linux, as on every machine the runners target
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await watch.sleep(0.1)
+        assert loop.time() - start >= 0.09
+        loop.call_later(0.1, lambda: os.rename(_written(tmp_path / "x.tmp"), tmp_path / "x"))
+        start = loop.time()
+        await watch.sleep(30)
+        assert loop.time() - start < 5
+    finally:
+        watch.close()
+
+
+def test_no_watch_on_a_directory_that_does_not_exist(tmp_path):
+    assert watch_directory(tmp_path / "missing") is None
+
+
+def _written(path):
+    path.write_text("x")
+    return path
