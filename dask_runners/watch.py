@@ -16,8 +16,6 @@ missing or its per-user limits are used up, :func:`watch_directory` returns
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -66,6 +64,9 @@ def watch_directory(directory) -> DirectoryWatch | None:
     """Watch ``directory`` for files written or renamed into it; ``None`` if inotify is unavailable."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here, not at import: only a waiting rank needs it
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
