@@ -135,7 +135,11 @@ def _wait_for_all_or_a_failure(ranks, received) -> subprocess.Popen | None:
             deadline = time.monotonic() + GRACE
             while any(proc.poll() is None for proc in ranks) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            return failures[0]
+            # Seen together, a rank killed by a signal and ranks that left
+            # with status 1 because of it: report the cause, as srun reports
+            # the highest status of its tasks.
+            failures = [proc for proc in ranks if proc.returncode not in (None, 0)]
+            return max(failures, key=lambda proc: exit_status(proc.returncode))
         time.sleep(next(delays))
 
 
