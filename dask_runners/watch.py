@@ -65,10 +65,9 @@ def watch_directory(directory) -> DirectoryWatch | None:
     if not sys.platform.startswith("linux"):
         return None
     import ctypes  # here, not at import: only a waiting rank needs it
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # this process's own symbols, libc's among them
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     except (OSError, AttributeError):
         return None

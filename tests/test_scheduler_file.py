@@ -123,24 +123,26 @@ async def test_a_scheduler_that_could_not_start_fails_the_readers_at_once(tmp_pa
 async def test_a_reader_on_the_scheduler_node_wakes_when_the_file_lands(tmp_path, monkeypatch):
     # With polling alone this reader would look again only after 30 s.
     monkeypatch.setattr(scheduler_file, "backoff_delays", lambda: iter(lambda: 30.0, None))
-    path = tmp_path / "scheduler.json"
-    reader = SchedulerFileReader(path, STAMP)
-    waiting = asyncio.ensure_future(reader.wait())
-    await asyncio.sleep(0.2)
-    write_scheduler_file(path, "tcp://10.0.0.1:8786", STAMP)
-    assert await asyncio.wait_for(waiting, 5) == "tcp://10.0.0.1:8786"
+    reader, address = await _published_while_waiting(tmp_path)
+    assert address == "tcp://10.0.0.1:8786"
     assert reader.looks == 2
 
 
 @pytest.mark.asyncio
 async def test_without_a_watch_the_reader_polls(tmp_path, monkeypatch):
     monkeypatch.setattr(scheduler_file, "watch_directory", lambda directory: None)
+    _, address = await _published_while_waiting(tmp_path)
+    assert address == "tcp://10.0.0.1:8786"
+
+
+async def _published_while_waiting(tmp_path):
+    """Publish a file 0.2 s after a reader began to wait; return the reader and what it read (5 s at most)."""
     path = tmp_path / "scheduler.json"
     reader = SchedulerFileReader(path, STAMP)
     waiting = asyncio.ensure_future(reader.wait())
     await asyncio.sleep(0.2)
     write_scheduler_file(path, "tcp://10.0.0.1:8786", STAMP)
-    assert await asyncio.wait_for(waiting, 5) == "tcp://10.0.0.1:8786"
+    return reader, await asyncio.wait_for(waiting, 5)
 
 
 @pytest.mark.asyncio
