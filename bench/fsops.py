@@ -3,7 +3,7 @@
 
     python bench/fsops.py [--strace] [--out bench/results] [--publish]
 
-1. **Counted in process**: the real :class:`~dask_runners.scheduler_file.SchedulerFileReader`
+1. **Counted in process**: the real :class:`~dask_runners.transport.scheduler_file.SchedulerFileReader`
    waits while a task writes the file after D seconds; every ``open`` and
    ``os.stat`` the module makes is counted (the module's globals are wrapped).
 2. **Counted under srun** (``--strace``): ``srun -n 4`` of our SLURMRunner and of
@@ -37,7 +37,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 
-from dask_runners import scheduler_file as sf  # noqa: E402
+from dask_runners.transport import scheduler_file as sf  # noqa: E402
 from dask_runners.config import backoff_delays  # noqa: E402
 
 DELAYS = (0.5, 2.0, 10.0, 60.0)

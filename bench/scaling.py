@@ -52,9 +52,10 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 import dask.config  # noqa: E402
 from distributed import Client, Scheduler, Worker  # noqa: E402
 
-from dask_runners.base import Role  # noqa: E402
 from dask_runners.inprocess import InProcessRunner, InProcessWorld, RankExited  # noqa: E402
-from dask_runners.job import detect  # noqa: E402
+from dask_runners.launchers import detect  # noqa: E402
+from dask_runners.roles import Role  # noqa: E402
+from dask_runners.transport import Transport  # noqa: E402
 
 SCHEDULER_OPTIONS = {"dashboard": False, "dashboard_address": ":0"}  # no probe of port 8787
 # No memory monitor: with hundreds of workers in one process, their periodic
@@ -74,12 +75,28 @@ RUNNER_OPTIONS = {
 }
 
 
+class StampedDiscovery(Transport):
+    """The world's transport, with a stamp when a rank has discovered the contact."""
+
+    def __init__(self, inner, stamp):
+        self.inner, self.stamp = inner, stamp
+
+    async def publish(self, contact, scheduler):
+        await self.inner.publish(contact, scheduler)
+
+    async def discover(self):
+        contact = await self.inner.discover()
+        self.stamp()
+        return contact
+
+
 class TimedRunner(InProcessRunner):
     """An in-process rank that writes down when each phase ends."""
 
     def __init__(self, world, rank, stamps, **kwargs):
         super().__init__(world, rank, **kwargs)
         self.stamps = stamps
+        self.transport = StampedDiscovery(self.transport, lambda: self._stamp("address"))
 
     def _stamp(self, what):
         self.stamps.setdefault(what, {})[self.rank] = time.perf_counter()
@@ -97,11 +114,6 @@ class TimedRunner(InProcessRunner):
     async def set_scheduler_address(self, scheduler):
         await super().set_scheduler_address(scheduler)
         self._stamp("published")
-
-    async def get_scheduler_address(self):
-        address = await super().get_scheduler_address()
-        self._stamp("address")
-        return address
 
     async def on_worker_start(self, worker):
         self._stamp("worker_running")

@@ -1,12 +1,14 @@
 """Start a Dask cluster inside a batch job: one script, every rank."""
 
-from .base import BaseRunner, Role
+from .base import BaseRunner
 from .config import Timeouts
 from .exceptions import (
     ClusterNotFoundError,
     ClusterStoppedError,
     DiscoveryTimeoutError,
+    JobInterrupted,
     LauncherEnvironmentError,
+    ParallelForError,
     RunnerError,
     SchedulerLostError,
     SchedulerStartError,
@@ -14,15 +16,16 @@ from .exceptions import (
     WorkersTimeoutError,
     WorldTooSmallError,
 )
-from .environment import WorkerEnvironment, worker_environment
-from .file_runner import SchedulerFileRunner
-from .job import JobContext, current_job
-from .mpi import MPIRunner
-from .parallel import ItemFailure, ParallelFor, ParallelForError, parallel_for
+from .job import JobContext
+from .launchers import current_job
+from .mpi_runner import MPIRunner
+from .parallel import ItemFailure, ParallelFor, parallel_for
 from .registry import Runner, register_runner
+from .roles import Role
+from .scheduler_file_runner import SchedulerFileRunner
 from .security import JobCredentials, connect
-from .signals import JobInterrupted
 from .slurm import SLURMRunner
+from .worker_setup import WorkerEnvironment, worker_environment
 
 __version__ = "0.1.0"
 

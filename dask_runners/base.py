@@ -1,174 +1,73 @@
-"""The runner base class: every process of a job decides its role and serves.
+"""The runner base class: the lifecycle of one process of the job.
 
 The same script runs in every process of a job. Each process builds a runner;
 the runner asks :meth:`BaseRunner.get_role` what this process is, and then:
 
-* the **scheduler** rank starts a :class:`distributed.Scheduler`, publishes its
-  address with :meth:`BaseRunner.set_scheduler_address`, serves until the
+* the **scheduler** rank serves the scheduler
+  (:class:`~dask_runners.services.scheduler.SchedulerService`) until the
   cluster shuts down, and leaves the process;
-* a **worker** rank finds the address with
-  :meth:`BaseRunner.get_scheduler_address`, starts a worker, serves until told
-  to stop, and leaves the process;
-* the **client** rank finds the address and returns from ``__enter__``, so it
-  alone runs the body of the ``with`` block. Leaving the body shuts the whole
-  cluster down.
+* a **worker** rank discovers the scheduler's contact, serves a worker
+  (:class:`~dask_runners.services.worker.WorkerService`) until told to stop,
+  and leaves the process;
+* the **client** rank discovers the contact and returns from ``__enter__``,
+  so it alone runs the body of the ``with`` block
+  (:class:`~dask_runners.services.client.ClientSession`). Leaving the body
+  shuts the whole cluster down.
 
 Scheduler and worker ranks never return from entering the runner: they leave
 the process from :meth:`BaseRunner.exit_process`, the one place where a
-process of the job ends.
+process of the job ends. How the contact travels is the runner's
+:attr:`~BaseRunner.transport` (:mod:`dask_runners.transport`); what a signal
+does is :class:`~dask_runners.signals.SignalPolicy`'s.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import enum
 import logging
 import os
 import signal
 import sys
-import tempfile
-import threading
-import time
 from typing import NoReturn
 
 import dask.config
 from dask.utils import parse_timedelta
-from distributed import Worker
-from distributed.core import Status, rpc
-from distributed.utils import LoopRunner, SyncMethodMixin, import_term
+from distributed.core import Status
+from distributed.utils import LoopRunner, SyncMethodMixin
 from tornado.ioloop import IOLoop
 
-from .callbacks import emit, outcome
-from .config import Timeouts, backoff_delays
-from .environment import as_environment
-from .job import visible_gpus
-from .limits import raise_open_file_limit
-from .security import JobCredentials, prepare_to_accept_tls, tls_wanted
-from .signals import JobInterrupted, SignalHandlers, exit_code_for_signal, signal_name
-from .control import ClusterControl, ControlChannel, StopOrder
-from .exceptions import (
-    ClusterStoppedError,
-    DiscoveryTimeoutError,
-    SchedulerLostError,
-    WorkersTimeoutError,
-    WorldTooSmallError,
-)
+from .callbacks import outcome
+from .config import Timeouts
+from .control import ControlChannel
+from .exceptions import DiscoveryTimeoutError, JobInterrupted
+from .exit_status import exit_status
+from .launchers import launch_facts
+from .roles import RankLayout, Role
+from .security import TLSChoice, connection_args
+from .services import Hooks, Notifier
+from .services.client import ClientSession, wait_for_workers
+from .services.scheduler import SchedulerService
+from .services.worker import ColocatedWorker, WorkerService, WorkerSpec, pin_gpu
+from .signals import SignalHandlers, SignalPolicy, let_signals_end_the_process
+from .state import RankState
+from .transport import AddressHooks, Contact, Transport
+from .worker_setup import as_environment
 
 logger = logging.getLogger(__name__)
-
-
-class Role(str, enum.Enum):
-    """What one process of the job does."""
-
-    scheduler = "scheduler"
-    client = "client"
-    worker = "worker"
-
-
-def exit_code_for(exc: BaseException | None) -> int:
-    """The exit status a process should have after ``exc`` ended its work."""
-    if exc is None:
-        return 0
-    if isinstance(exc, SystemExit):
-        if exc.code is None:
-            return 0
-        return exc.code if isinstance(exc.code, int) else 1
-    if isinstance(exc, KeyboardInterrupt):
-        return 130
-    return 1
-
-
-def _stop_child_processes_from_rerunning_main() -> None:
-    """Keep processes spawned by this worker rank from re-running the script.
-
-    A nanny starts its worker with multiprocessing's ``spawn``, which imports
-    the parent's main module in the child: the user's script, runner and all,
-    would run again there. A worker rank never returns to the script, so it
-    can forget where its main module came from, and children start clean.
-    """
-    main = sys.modules.get("__main__")
-    if main is not None:
-        main.__spec__ = None
-        main.__dict__.pop("__file__", None)
-
-
-async def _poll_for_workers(scheduler, n_workers: int, timeout: float) -> list[str]:
-    """Poll a scheduler that is not ours (``scheduler=False``) for running workers."""
-    deadline = time.monotonic() + timeout
-    for delay in backoff_delays(first=0.01, cap=0.2):
-        info = await scheduler.identity(n_workers=-1)
-        running = sorted(
-            str(w.get("name"))
-            for w in info["workers"].values()
-            if w.get("status") == Status.running.name
-        )
-        if len(running) >= n_workers or time.monotonic() + delay > deadline:
-            return running
-        await asyncio.sleep(delay)
-
-
-def let_signals_end_the_process() -> None:
-    """From here on, SIGTERM and SIGINT end the process at once.
-
-    A leaving rank may still wait in C code (``MPI_Finalize`` waits for every
-    rank); a Python handler would run only after it returns, so a launcher's
-    SIGTERM would go unheeded until it gives up and sends SIGKILL.
-    """
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_DFL)
-
-
-def node_local_directory(environ=None) -> str:
-    """Scratch space on this node for a worker's spilled data.
-
-    ``SLURM_TMPDIR`` or ``TMPDIR`` when set, else the system's temporary
-    directory: never the (shared) working directory, where thousands of
-    workers' files make a parallel filesystem crawl.
-    """
-    env = os.environ if environ is None else environ
-    for name in ("SLURM_TMPDIR", "TMPDIR"):
-        if env.get(name):
-            return env[name]
-    return tempfile.gettempdir()
-
-
-def gpu_for_rank(gpus, local_rank: int) -> str | None:
-    """The GPU a worker with ``local_rank`` gets from ``gpus``, round robin."""
-    if not gpus:
-        return None
-    return gpus[local_rank % len(gpus)]
-
-
-def _quiet_heartbeat_of_closing_workers(record: logging.LogRecord) -> bool:
-    """Drop heartbeat failures: installed when this process closes its own
-    worker on purpose, after which no worker of the process has one to miss."""
-    return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
 
 
 class _StartInterrupted(Exception):
     """A signal ended this rank's start; it leaves with the signal's exit code."""
 
 
-async def _close_server(server, reason: str) -> None:
-    """Close a worker or nanny without waiting for tasks still running.
-
-    A worker waits for its running tasks by default; a task that sleeps for
-    an hour would hold the whole job's shutdown for an hour.
-    """
-    if isinstance(server, Worker):
-        await server.close(reason=reason, executor_wait=False)
-    else:
-        await server.close(reason=reason)
-
-
-class BaseRunner(SyncMethodMixin, abc.ABC):
+class BaseRunner(SyncMethodMixin):
     """Start a Dask cluster from the processes of one job.
 
-    Subclasses implement :meth:`get_role` and :meth:`get_scheduler_address`,
-    and usually set :attr:`rank` and :attr:`world_size`; every other hook has
-    a working default.
+    A subclass sets :attr:`rank` and :attr:`world_size` and says where the
+    scheduler is: with a :attr:`transport`, or with the hooks
+    :meth:`get_scheduler_address` (and :meth:`set_scheduler_address`).
+    :meth:`get_role` answers from :attr:`rank` by default; every other hook
+    has a working default.
 
     Parameters
     ----------
@@ -203,7 +102,7 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         with this on each worker before it joins the cluster; tasks read it
         with :func:`~dask_runners.worker_environment`, and
         :func:`~dask_runners.parallel_for` passes it to its function. See
-        :mod:`dask_runners.environment`.
+        :mod:`dask_runners.worker_setup`.
     timeouts : dict, optional
         Deadlines in seconds by name (``discovery``, ``workers``,
         ``shutdown``, ``lease``); see :class:`dask_runners.config.Timeouts`.
@@ -250,6 +149,12 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         This process's rank in the job.
     world_size : int or None
         How many processes the job has.
+    job : JobContext or None
+        Where this process sits in its job.
+    transport : Transport or None
+        How the scheduler's contact reaches the other ranks
+        (:mod:`dask_runners.transport`); ``None`` for a runner written with
+        the seed hooks alone.
     scheduler_address : str or None
         The scheduler's address, known once the runner has started.
     credentials : JobCredentials or None
@@ -267,13 +172,8 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     rank: int | None = None
     world_size: int | None = None
-    #: Where this process sits in its job (:class:`~dask_runners.job.JobContext`).
     job = None
-    #: Whether :meth:`set_scheduler_address` and :meth:`get_scheduler_address`
-    #: carry :attr:`credentials` along with the address. Runners whose
-    #: transport does so get per-job TLS by default; others run on plain TCP
-    #: unless given a ``distributed.Security``.
-    shares_credentials: bool = False
+    transport: Transport | None = None
 
     def __init__(
         self,
@@ -299,76 +199,63 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         asynchronous: bool = False,
         loop: IOLoop | None = None,
     ):
-        self.scheduler = scheduler
-        self.client = client
-        self.scheduler_rank = scheduler_rank
-        if client_rank is None:
-            client_rank = 1 if scheduler and scheduler_rank == 0 else 0
-        self.client_rank = client_rank
-        if scheduler and client and scheduler_rank == client_rank:
-            raise ValueError(
-                f"scheduler_rank and client_rank are both {client_rank}; "
-                "the scheduler and the client code need ranks of their own"
-            )
-        self.exclusive_workers = exclusive_workers
+        self.layout = RankLayout(scheduler, client, scheduler_rank, client_rank, exclusive_workers)
         self.worker_name = worker_name
-        self.signal_exit_codes = dict(signal_exit_codes or {})
-        self.exit_code: int | None = None
-        self.client_lost = False
         self.scheduler_options = dict(scheduler_options or {})
         self.worker_class = worker_class or "distributed.Worker"
         self.worker_options = dict(worker_options or {})
         self.worker_setup = None if worker_setup is None else as_environment(worker_setup)
-        self.callbacks = list(callbacks)
         if interface is not None:
             self.scheduler_options.setdefault("interface", interface)
             self.worker_options.setdefault("interface", interface)
-        if pin_gpus is None:
-            pin_gpus = dask.config.get("runners.pin-gpus", False)
-        self.pin_gpus = pin_gpus
+        self.callbacks = list(callbacks)
+        self.pin_gpus = dask.config.get("runners.pin-gpus", False) if pin_gpus is None else pin_gpus
         self.timeouts = Timeouts.resolve(timeouts)
-        self.security = None if isinstance(security, bool) or security is None else security
-        self._make_credentials = tls_wanted(security)
-        self.credentials: JobCredentials | None = None
+        self._security_option = security
+        self.state = RankState()
+        preempted = None if on_preemption is None else (lambda: on_preemption(self))
+        self._policy = SignalPolicy(self.state, preemption_signal, preempted, signal_exit_codes)
         self._asynchronous = asynchronous
         self._loop_arg = loop
         self._loop_runner: LoopRunner | None = None
         self.loop: IOLoop | None = loop
-        self.status = Status.created
-        self.role: Role | None = None
-        self.scheduler_address: str | None = None
-        self.preemption_signal = preemption_signal
-        self.on_preemption = on_preemption
-        self._channel: ControlChannel | None = None
-        self._control: ClusterControl | None = None
-        self._server = None
-        self._colocated_worker = None
+        self.contact: Contact | None = None
+        #: The ``distributed.Security`` this rank connects with, once started.
+        self.security = security if not isinstance(security, bool) else None
+        self.exit_code: int | None = None
+        self._carrier: Transport | None = None
+        self._service: SchedulerService | None = None
+        self._session: ClientSession | None = None
         self._start_task: asyncio.Task | None = None
         self._signals: SignalHandlers | None = None
-        self._signal_exit: int | None = None
-        self._signal_received: int | None = None
-        self._failure: Exception | None = None
-        self._failure_raised = False
-        self._shutdown_requested = False
-        self._began = False
+        self._told_on_begin = False
 
-    # -- hooks a subclass must provide ----------------------------------------
-    @abc.abstractmethod
+    @classmethod
+    def for_launcher(cls, launcher: str, environ=None, **kwargs) -> BaseRunner:
+        """The runner :func:`~dask_runners.Runner` makes for ``launcher`` and ``environ``.
+
+        By default ``cls(**kwargs)``: a runner that reads where it is from
+        elsewhere (an MPI communicator) needs neither.
+        """
+        return cls(**kwargs)
+
+    # -- the hooks (see docs/writing-runners.rst) -------------------------------
     async def get_role(self) -> Role:
         """Decide whether this process is the scheduler, the client or a worker.
 
-        :meth:`role_for_rank` gives the usual answer from :attr:`rank`.
+        By default :meth:`role_for_rank` of :attr:`rank`.
         """
+        return self.role_for_rank(self.rank)
 
-    @abc.abstractmethod
     async def get_scheduler_address(self) -> str:
         """Return the scheduler's address; called on every rank but the scheduler.
 
         Wait for it as long as needed: the runner applies the discovery
-        deadline around this call.
+        deadline around this call. A runner with a :attr:`transport` need
+        not implement it.
         """
+        return (await self.transport.discover()).address
 
-    # -- hooks with working defaults ------------------------------------------
     async def set_scheduler_address(self, scheduler) -> None:
         """Publish the running ``scheduler``'s address to the other ranks."""
 
@@ -378,15 +265,6 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def before_scheduler_start(self) -> None:
         """Called on the scheduler rank before the scheduler starts."""
-
-    def joins_existing_control(self) -> bool:
-        """With ``scheduler=False``: whether the existing scheduler is one of ours.
-
-        A dask_runners scheduler serves the control channel, so the workers
-        added to its cluster are stopped in its shutdown like its own. The
-        default, ``False``, suits any scheduler.
-        """
-        return False
 
     async def before_worker_start(self) -> None:
         """Called on a worker rank before the worker starts."""
@@ -402,38 +280,6 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
     async def on_scheduler_close(self) -> None:
         """Called on the scheduler rank after the scheduler has closed."""
-
-    # -- helpers for subclasses ------------------------------------------------
-    def role_for_rank(self, rank: int) -> Role:
-        """The role of ``rank``: ``scheduler_rank``, ``client_rank``, else a worker."""
-        return self._service_ranks().get(rank, Role.worker)
-
-    def _service_ranks(self) -> dict[int, Role]:
-        ranks = {self.scheduler_rank: Role.scheduler} if self.scheduler else {}
-        if self.client:
-            ranks[self.client_rank] = Role.client
-        return ranks
-
-    @property
-    def n_workers(self) -> int | None:
-        """How many workers the job has, if the world size is known."""
-        if self.world_size is None:
-            return None
-        if not self.exclusive_workers:
-            return self.world_size
-        return self.world_size - self.scheduler - self.client
-
-    def describe_world_size(self) -> str:
-        """Name the source of :attr:`world_size`, for error messages."""
-        return f"the job has {self.world_size} processes"
-
-    def launch_hint(self, n_processes: int) -> str:
-        """How to launch ``n_processes`` processes, for error messages."""
-        return f"launch at least {n_processes} processes"
-
-    def describe_discovery(self) -> str:
-        """What a waiting rank waits for, for error messages."""
-        return "the scheduler address"
 
     def exit_process(self, exit_code: int) -> NoReturn:
         """Leave the process of a scheduler or worker rank.
@@ -456,371 +302,189 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         os._exit(exit_code)
 
     def abort_start(self, exc: BaseException) -> None:
-        """Called when this rank fails before the cluster is up; default: nothing.
+        """Called when this rank fails before the cluster is up.
 
-        The exception is raised after this returns. A runner whose launcher
-        would leave the other ranks waiting (MPI) ends the job here.
+        The exception is raised after this returns. By default a scheduler
+        rank reports the failure through its transport, so that the waiting
+        ranks fail at once with the reason. A runner whose launcher would
+        leave the other ranks waiting (MPI) ends the job here.
         """
+        if self.role is Role.scheduler and self._carrier is not None:
+            self._carrier.report_failure(f"{type(exc).__name__}: {exc}")
 
-    # -- the lifecycle -----------------------------------------------------------
+    # -- what the rank is ----------------------------------------------------------
+    def role_for_rank(self, rank: int) -> Role:
+        """The role of ``rank``: ``scheduler_rank``, ``client_rank``, else a worker."""
+        return self.layout.role_of(rank)
+
     @property
-    def _tag(self) -> str:
-        role = self.role.value if self.role else "runner"
-        return f"{role} rank {self.rank}" if self.rank is not None else role
+    def n_workers(self) -> int | None:
+        """How many workers the job has, if the world size is known."""
+        return self.layout.n_workers(self.world_size)
 
-    def _connection_args(self, role: str) -> dict:
-        return self.security.get_connection_args(role) if self.security else {}
+    scheduler = property(lambda self: self.layout.scheduler, doc="Whether a rank runs the scheduler.")
+    client = property(lambda self: self.layout.client, doc="Whether a rank runs the client code.")
+    scheduler_rank = property(lambda self: self.layout.scheduler_rank, doc="The scheduler's rank.")
+    client_rank = property(lambda self: self.layout.client_rank, doc="The client code's rank.")
+    exclusive_workers = property(lambda self: self.layout.exclusive_workers, doc="Workers on other ranks only.")
+    role = property(lambda self: self.state.role, doc="This process's role, once started.")
+    status = property(lambda self: self.state.status, doc="``created``, ``running``, ``closing``, ``closed``.")
+    client_lost = property(lambda self: self.state.client_lost, doc="The client rank's process died.")
 
-    def _check_world_size(self) -> None:
-        service = self._service_ranks()
-        parts = [f"a {role.value} on rank {rank}" for rank, role in sorted(service.items())]
-        needed = len(service)
-        if self.exclusive_workers or not service:
-            parts.append("one worker")
-            needed += 1
-        needed = max([needed, *(rank + 1 for rank in service)])
-        if self.world_size is not None and self.world_size < needed:
-            raise WorldTooSmallError(
-                f"{self.describe_world_size()} but at least {needed} are needed "
-                f"({', '.join(parts)}); {self.launch_hint(needed)}"
+    @property
+    def credentials(self):
+        """The job's TLS credentials, once the contact is known (``None`` without per-job TLS)."""
+        return None if self.contact is None else self.contact.credentials
+
+    @property
+    def scheduler_address(self) -> str | None:
+        """The scheduler's address, once the runner has started."""
+        return None if self.contact is None else self.contact.address
+
+    def _check_can_start(self) -> None:
+        """Fail before anything starts if this runner cannot find its scheduler or is too small."""
+        if self.transport is None and type(self).get_scheduler_address is BaseRunner.get_scheduler_address:
+            raise TypeError(
+                f"{type(self).__name__} has no way to find the scheduler: implement "
+                "get_scheduler_address (and set_scheduler_address), or give it a transport"
             )
+        self.state.rank = self.rank
+        facts = launch_facts(None if self.job is None else self.job.launcher)
+        stated = facts.world_size.format(n=self.world_size)
+        self.layout.check_world_size(self.world_size, stated, facts.hint)
 
+    # -- the start -------------------------------------------------------------------
     async def _start(self) -> int | None:
-        """Take this process's role; return the exit code of a service rank."""
-        self.role = Role(await self.get_role())
-        if self.role is Role.scheduler:
-            return await self._serve_scheduler()
-        self.scheduler_address = await self._discover()
-        if self.role is Role.worker:
+        """Take this process's role and serve it; return the exit code of a service rank."""
+        self.state.role = role = Role(await self.get_role())
+        self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
+        tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
+        if role is Role.scheduler:
+            return await self._serve_scheduler(tls)
+        self.contact = await self._discover()
+        self.security = tls.for_contact(self.contact)
+        if role is Role.worker:
             return await self._serve_worker()
-        if self.scheduler:
-            self._channel = await self._join(Role.client)
-            self._channel.stopped.add_done_callback(self._on_cluster_stopped)
-        await self._start_colocated_worker()
-        await self.before_client_start()
-        self.status = Status.running
+        await self._start_client()
         return None
 
-    def _discovery_timeout(self, what: str) -> DiscoveryTimeoutError:
-        return DiscoveryTimeoutError(
-            f"{self._tag}: timed out after {self.timeouts.discovery:.0f} s {what}. "
-            "If the ranks are slow to start, raise the deadline with "
-            "timeouts={'discovery': ...} or the dask config key "
-            "runners.timeouts.discovery; otherwise look at the scheduler rank's output."
+    async def _serve_scheduler(self, tls: TLSChoice) -> int:
+        self._service = service = SchedulerService(
+            self.state,
+            options=self.scheduler_options,
+            tls=tls,
+            transport=self._carrier,
+            hooks=Hooks.of(self),
+            notify=self._notify,
+            layout=self.layout,
+            world_size=self.world_size,
+            timeouts=self.timeouts,
+            colocated=self._colocated_worker(),
         )
+        scheduler = await service.start()
+        self.contact, self.security = service.contact, service.security
+        return await service.serve(scheduler, await self.get_worker_name())
 
-    async def _discover(self) -> str:
+    async def _serve_worker(self) -> int:
+        joins = self.layout.scheduler or self.contact.serves_control
+        channel = await self._join(Role.worker) if joins else None
+        gpu = (lambda: pin_gpu(self.job, self.rank, self.state.tag)) if self.pin_gpus else None
+        service = WorkerService(
+            self.state, self._worker_spec(), Hooks.of(self), self._notify, self.timeouts.shutdown, gpu
+        )
+        return await service.serve(self.contact.address, self.security, channel)
+
+    async def _start_client(self) -> None:
+        channel = await self._join(Role.client) if self.layout.scheduler else None
+        colocated = self._colocated_worker()
+        self._session = ClientSession(self.state, channel, self.timeouts.shutdown, self._wake_main_thread, colocated)
+        if colocated is not None:
+            await colocated.start(self.contact.address, await self.get_worker_name(), self.security)
+            self._notify("on_worker_start")
+        await self.before_client_start()
+        self.state.status = Status.running
+
+    async def _discover(self) -> Contact:
         try:
-            address = await asyncio.wait_for(self.get_scheduler_address(), self.timeouts.discovery)
+            return await asyncio.wait_for(self._carrier.discover(), self.timeouts.discovery)
         except asyncio.TimeoutError as e:
-            raise self._discovery_timeout(f"waiting for {self.describe_discovery()}") from e
-        if self.credentials is not None and self.security is None:
-            self.security = self.credentials.security()
-        return address
+            what = f"waiting for {self._carrier.describe()}"
+            raise DiscoveryTimeoutError.after(self.state.tag, self.timeouts.discovery, what) from e
 
     async def _join(self, role: Role) -> ControlChannel:
         # Ranks of another job (scheduler=False) must not take this job's rank numbers.
-        own_rank = self.scheduler and self.rank is not None
+        own_rank = self.layout.scheduler and self.rank is not None
         member = self.rank if own_rank else f"{os.uname()[1]}:{os.getpid()}"
         return await ControlChannel.open(
-            self.scheduler_address,
+            self.contact.address,
             member,
             role.value,
-            self._connection_args(role.value),
+            connection_args(self.security, role.value),
             timeout=self.timeouts.discovery,
             lease=self.timeouts.lease,
         )
 
-    async def _start_scheduler(self):
-        from distributed import Scheduler
+    def _worker_spec(self) -> WorkerSpec:
+        return WorkerSpec(self.worker_class, dict(self.worker_options), self.worker_setup, self.worker_name)
 
-        await self.before_scheduler_start()
-        raise_open_file_limit(self.world_size)
-        options = dict(self.scheduler_options)
-        if self.security is None and self._make_credentials and self.shares_credentials:
-            prepare_to_accept_tls()
-            self.credentials = JobCredentials.generate()
-            self.security = self.credentials.security()
-        if self.security is not None:
-            options.setdefault("security", self.security)
-            if self.security.require_encryption:
-                options.setdefault("protocol", "tls")
-        scheduler = Scheduler(**options)
-        await scheduler
-        expected = None if self.world_size is None else self.world_size - 1
-        self._control = ClusterControl(
-            scheduler, expected, self.timeouts.shutdown, self.timeouts.lease
-        )
-        self._control.install()
-        if self.client:
-            self._control.expect_client(self.timeouts.discovery, self.client_rank)
-        self.scheduler_address = scheduler.address
-        if self.security is None:
-            logger.warning(
-                "%s: TLS is off (security=False, or a runner that cannot share "
-                "credentials): anyone who can reach %s can run code as you",
-                self._tag,
-                scheduler.address,
-            )
-        await self.set_scheduler_address(scheduler)
-        return scheduler
+    def _colocated_worker(self) -> ColocatedWorker | None:
+        """With ``exclusive_workers=False``: the worker beside the scheduler or client."""
+        if self.layout.exclusive_workers:
+            return None
+        return ColocatedWorker(self._worker_spec(), self.state.tag, self.timeouts.shutdown)
 
-    async def _serve_scheduler(self) -> int:
-        try:
-            scheduler = await asyncio.wait_for(self._start_scheduler(), self.timeouts.discovery)
-        except asyncio.TimeoutError as e:
-            raise self._discovery_timeout("starting the scheduler and publishing its address") from e
-        self.status = Status.running
-        try:
-            await self._start_colocated_worker()
-            if self._colocated_worker is not None:
-                self._control.on_drain.append(self._close_colocated_worker)
-            await self.on_scheduler_start(scheduler)
-            emit(self.callbacks, "on_scheduler_start", self.job)
-            await scheduler.finished()
-        finally:
-            await scheduler.close(reason=self._control.reason)
-            self.status = Status.closed
-            await self.on_scheduler_close()
-        self.client_lost = self._control.client_lost
-        emit(self.callbacks, "on_scheduler_stop", self.job, exit_code=self._control.exit_code)
-        return self._control.exit_code
+    @property
+    def _notify(self) -> Notifier:
+        return Notifier(tuple(self.callbacks), self.job)
 
-    async def _serve_worker(self) -> int:
-        joins = self.scheduler or self.joins_existing_control()
-        channel = await self._join(Role.worker) if joins else None
-        if channel is not None and channel.stopped.done():
-            await channel.close()
-            return self._obey(channel.stopped.result())
-        await self.before_worker_start()
-        _stop_child_processes_from_rerunning_main()
-        if self.pin_gpus:
-            self._pin_gpu()
-        self._server = server = await self._make_worker()
-        try:
-            await server
-        except Exception as e:
-            await self._report_worker_start_failure(channel, e)
-            raise
-        self.status = Status.running
-        await self.on_worker_start(server)
-        emit(self.callbacks, "on_worker_start", self.job)
-        exit_code = await self._serve_until_stopped(server, channel)
-        self.status = Status.closing
-        await self._close_worker(server)
-        if channel is not None:
-            await channel.close()
-        self.status = Status.closed
-        emit(self.callbacks, "on_worker_stop", self.job, exit_code=exit_code)
-        return exit_code
-
-    async def _make_worker(self):
-        """The worker (or nanny) of this rank, made but not started."""
-        worker_class = self.worker_class
-        if isinstance(worker_class, str):
-            worker_class = import_term(worker_class)
-        options = dict(self.worker_options)
-        name = await self.get_worker_name()
-        options.setdefault("name", name if self.worker_name is None else f"{self.worker_name}-{name}")
-        options.setdefault("local_directory", node_local_directory())
-        if self.security is not None:
-            options.setdefault("security", self.security)
-        if self.worker_setup is not None:
-            options["plugins"] = (*options.get("plugins", ()), self.worker_setup)
-        return worker_class(self.scheduler_address, **options)
-
-    async def _start_colocated_worker(self) -> None:
-        """With ``exclusive_workers=False``: a worker beside the scheduler or client."""
-        if self.exclusive_workers:
-            return
-        worker = await self._make_worker()
-        await worker
-        self._colocated_worker = worker
-        emit(self.callbacks, "on_worker_start", self.job)
-
-    async def _close_colocated_worker(self) -> None:
-        worker, self._colocated_worker = self._colocated_worker, None
-        if worker is None:
-            return
-        # A heartbeat in flight when the worker closes fails and is logged as an
-        # error with a traceback; here the close is on purpose.
-        logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
-        await self._close_worker(worker)
-
-    async def _close_worker(self, worker) -> None:
-        """Close this rank's worker, giving up after the shutdown deadline."""
-        try:
-            await asyncio.wait_for(
-                _close_server(worker, f"dask-runners: {self._tag} stopping"), self.timeouts.shutdown
-            )
-        except asyncio.TimeoutError:
-            logger.warning(
-                "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway",
-                self._tag,
-                self.timeouts.shutdown,
-            )
-
-    def _pin_gpu(self) -> None:
-        gpus = self.job.gpus if self.job is not None else visible_gpus(os.environ)
-        local_rank = self.job.local_rank if self.job is not None else None
-        chosen = gpu_for_rank(gpus, local_rank if local_rank is not None else self.rank or 0)
-        if chosen is None:
-            logger.warning("%s: pin_gpus is set but this rank sees no GPU", self._tag)
-            return
-        os.environ["CUDA_VISIBLE_DEVICES"] = chosen
-        logger.info("%s: pinned to GPU %s", self._tag, chosen)
-
-    async def _serve_until_stopped(self, server, channel: ControlChannel | None) -> int:
-        finished = asyncio.ensure_future(server.finished())
-        waits = [finished] if channel is None else [finished, channel.stopped]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if channel is None or not channel.stopped.done():
-            if self._signal_exit is None:
-                logger.info("%s: the worker closed by itself; leaving", self._tag)
-            return self._signal_exit or 0
-        finished.cancel()
-        try:
-            return self._obey(channel.stopped.result())
-        except SchedulerLostError as e:
-            logger.error("%s: %s; leaving with exit code 1", self._tag, e)
-            return 1
-
-    def _obey(self, order: StopOrder) -> int:
-        """Take in the scheduler's stop order; return the exit code it gives."""
-        self.client_lost = order.client_lost
-        return order.exit_code
-
-    def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
-        """On the client rank: the cluster stopped while the client code ran?"""
-        if self._shutdown_requested or stopped.cancelled():
-            return
-        if stopped.exception() is not None:
-            failure = stopped.exception()
-        elif stopped.result().exit_code != 0:
-            order = stopped.result()
-            failure = ClusterStoppedError(order.reason, order.exit_code)
-        else:
-            return  # closed on purpose, as by Client.shutdown()
-        logger.error("%s: %s; interrupting the client code", self._tag, failure)
-        self._failure = failure
-        self.status = Status.closing  # Client(runner) then closes instead of reconnecting
+    def _wake_main_thread(self) -> None:
         if self._signals is not None:
             self._signals.wake_main_thread()
 
-    async def _report_worker_start_failure(self, channel, error: Exception) -> None:
-        """Stop the job: a worker that cannot start (a failing ``worker_setup``,
-        a bad option) fails the same way on every rank, and the client would
-        otherwise wait for it until the workers deadline."""
-        cause = error
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        what = f"could not start its worker: {type(cause).__name__}: {cause}"
-        logger.error("%s %s", self._tag, what)
-        reason = f"worker rank {self.rank} {what}"
-        if channel is None:
-            return
-        try:
-            await channel.request_shutdown(1, reason, self.timeouts.shutdown)
-        except ShutdownTimeoutError:
-            pass
-        finally:
-            await channel.close()
-
-    async def _shutdown(self, exit_code: int, reason: str) -> None:
-        """On the client rank: shut the cluster down, workers first."""
-        await self._close_colocated_worker()
-        if self._channel is None or self._shutdown_requested:
-            self.status = Status.closed
-            return
-        self._shutdown_requested = True
-        self.status = Status.closing
-        try:
-            if not self._channel.stopped.done():
-                # The scheduler spends up to the shutdown deadline draining the
-                # workers before it answers; wait for it a little longer.
-                wait = 2 * self.timeouts.shutdown
-                await self._channel.request_shutdown(exit_code, reason, wait)
-        finally:
-            await self._channel.close()
-            self.status = Status.closed
-
     async def _start_once(self) -> int | None:
         if self._start_task is None:
-            if self._signal_exit is not None:
+            if self.state.signal_exit is not None:
                 raise _StartInterrupted  # the signal came while the loop was starting
             self._start_task = asyncio.ensure_future(self._start())
+            self.state.stop_service = self._cancel_start
         try:
             return await self._start_task
         except asyncio.CancelledError:
-            if self._signal_exit is None:
+            if self.state.signal_exit is None:
                 raise
             raise _StartInterrupted from None
 
-    # -- signals -------------------------------------------------------------------
-    def _handle_signal(self, signum: int, frame) -> None:
-        """Runs on the main thread when one of the runner's signals arrives."""
-        client_code_running = self.role is Role.client and self.status is Status.running
-        if self._failure is not None and self.role is Role.client and not self._failure_raised:
-            self._failure_raised = True
-            raise self._failure
-        if signum == self.preemption_signal and self.on_preemption is not None:
-            if self.role is Role.client:
-                self.on_preemption(self)
-            return  # on other ranks: the client's callback decides what happens
-        exit_code = self.signal_exit_codes.get(signum, exit_code_for_signal(signum, self.preemption_signal))
-        if client_code_running:
-            logger.warning(
-                "%s: received %s; interrupting the client code and shutting the "
-                "cluster down (exit code %d)",
-                self._tag,
-                signal_name(signum),
-                exit_code,
-            )
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise JobInterrupted(signum, exit_code)
-        if self._shutdown_requested or self._signal_exit is not None:
-            return  # already shutting down
-        logger.warning(
-            "%s: received %s; closing (exit code %d)", self._tag, signal_name(signum), exit_code
-        )
-        self._signal_exit = exit_code
-        self._signal_received = signum
-        if self.loop is not None:  # else the start sees _signal_exit and does not begin
-            self.loop.add_callback(self._stop_on_signal)
+    async def _cancel_start(self) -> None:
+        self._start_task.cancel()
 
-    async def _stop_on_signal(self) -> None:
-        if self._control is not None:
-            self._control.request_close(
-                self._signal_exit, "the scheduler rank received a signal", wait_for_stragglers=False
-            )
-        elif self._server is not None:
-            await _close_server(self._server, f"dask-runners: {self._tag} received a signal")
-        elif self._start_task is not None:
-            self._start_task.cancel()
-
-    def _signals_for(self) -> SignalHandlers:
-        return SignalHandlers(
-            self._handle_signal, (signal.SIGINT, signal.SIGTERM, self.preemption_signal)
-        )
+    def _started(self, exit_code: int | None) -> BaseRunner:
+        """After the start: a service rank leaves; the client code may begin."""
+        if self.role is not Role.client:
+            self.exit_code = exit_code
+            self.exit_process(exit_code)  # returns only if a subclass keeps the process
+            return self
+        if not self._told_on_begin:  # Client(runner) awaits an entered runner again
+            self._told_on_begin = True
+            self._notify("on_begin")
+        return self
 
     # -- sync and async entry points ----------------------------------------------
     def __enter__(self) -> BaseRunner:
         if self._asynchronous:
             raise TypeError("an asynchronous runner is entered with `async with`")
-        self._check_world_size()
-        self._signals = self._signals_for()
+        self._check_can_start()
+        self._signals = SignalHandlers(self._policy.handle, self._policy.signums)
         self._signals.install()
         self._loop_runner = LoopRunner(loop=self._loop_arg)
         self._loop_runner.start()
-        self.loop = self._loop_runner.loop
+        self.loop = self._policy.loop = self._loop_runner.loop
         try:
             exit_code = self.sync(self._start_once)
         except _StartInterrupted:
-            exit_code = self._signal_exit  # a signal ended the start
+            exit_code = self.state.signal_exit  # a signal ended the start
             if self.role is Role.client:
                 self._release_process()
-                raise JobInterrupted(self._signal_received, exit_code) from None
+                raise JobInterrupted(self.state.signal_received, exit_code) from None
         except Exception as e:
             self.abort_start(e)
             self._release_process()
@@ -836,45 +500,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
             self.sync(self._close_cluster, exc)
         finally:
             self._release_process()
-            emit(self.callbacks, "on_completed", self.job, status=status, error=error)
-        self._raise_undelivered_failure(exc)
+            self._notify("on_completed", status=status, error=error)
+        if exc is None:  # a failure the body never saw (no signal handler could interrupt it)
+            self.state.raise_failure_once()
         return False
-
-    def _body_ended(self, exc: BaseException | None) -> tuple[str, str | None]:
-        """The client code ended with ``exc``: note it and tell the callbacks."""
-        if exc is not None and exc is self._failure:
-            self._failure_raised = True
-        status, error = outcome(exc)
-        emit(self.callbacks, "on_end", self.job, status=status, error=error)
-        return status, error
-
-    async def _close_cluster(self, exc: BaseException | None) -> None:
-        """Shut the cluster down after the client code ended with ``exc``.
-
-        A failed shutdown is raised only when the client code succeeded;
-        otherwise it is logged, so that it never hides the code's own error.
-        """
-        try:
-            await self._shutdown(*self._outcome(exc))
-        except Exception as e:
-            if exc is None:
-                raise
-            logger.error("%s: the cluster did not shut down cleanly: %s", self._tag, e)
-
-    def _raise_undelivered_failure(self, exc) -> None:
-        """Raise a lost or stopped cluster's error if the body never saw it.
-
-        Without signal handlers (not on the main thread, or asynchronous), a
-        failure cannot interrupt the body; it is raised when the body ends.
-        """
-        if exc is None and self._failure is not None and not self._failure_raised:
-            self._failure_raised = True
-            raise self._failure
-
-    def _release_process(self) -> None:
-        """Give back what entering took: the signal handlers and the loop thread."""
-        self._signals.restore()
-        self._loop_runner.stop()
 
     async def __aenter__(self) -> BaseRunner:
         await self
@@ -885,13 +514,14 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         try:
             await self._close_cluster(exc)
         finally:
-            emit(self.callbacks, "on_completed", self.job, status=status, error=error)
-        self._raise_undelivered_failure(exc)
+            self._notify("on_completed", status=status, error=error)
+        if exc is None:  # a failure the body never saw (no signal handler could interrupt it)
+            self.state.raise_failure_once()
         return False
 
     def __await__(self):
         async def start():
-            self._check_world_size()
+            self._check_can_start()
             self.loop = self.loop or IOLoop.current()
             # No signal handlers here (the loop's owner has the signals), so
             # nothing interrupts the start but an error.
@@ -904,22 +534,39 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
 
         return start().__await__()
 
-    def _started(self, exit_code: int | None) -> BaseRunner:
-        """After the start: a service rank leaves; the client code may begin."""
-        if self.role is not Role.client:
-            self.exit_code = exit_code
-            self.exit_process(exit_code)  # returns only if a subclass keeps the process
-            return self
-        if not self._began:  # Client(runner) awaits an entered runner again
-            self._began = True
-            emit(self.callbacks, "on_begin", self.job)
-        return self
+    def _release_process(self) -> None:
+        """Give back what entering took: the signal handlers and the loop thread."""
+        self._signals.restore()
+        self._loop_runner.stop()
 
-    def _outcome(self, exc: BaseException | None) -> tuple[int, str]:
-        code = exit_code_for(exc)
-        if exc is None:
-            return code, "the client code finished"
-        return code, f"the client code raised {type(exc).__name__}"
+    # -- the end -----------------------------------------------------------------------
+    def _body_ended(self, exc: BaseException | None) -> tuple[str, str | None]:
+        """The client code ended with ``exc``: note it and tell the callbacks."""
+        if exc is not None and exc is self.state.failure:
+            self.state.failure_raised = True
+        status, error = outcome(exc)
+        self._notify("on_end", status=status, error=error)
+        return status, error
+
+    async def _close_cluster(self, exc: BaseException | None) -> None:
+        """Shut the cluster down after the client code ended with ``exc``.
+
+        A failed shutdown is raised only when the client code succeeded;
+        otherwise it is logged, so that it never hides the code's own error.
+        """
+        reason = "the client code finished" if exc is None else f"the client code raised {type(exc).__name__}"
+        try:
+            await self._shutdown(exit_status(exc), reason)
+        except Exception as e:
+            if exc is None:
+                raise
+            logger.error("%s: the cluster did not shut down cleanly: %s", self.state.tag, e)
+
+    async def _shutdown(self, exit_code: int, reason: str) -> None:
+        if self._session is None:
+            self.state.status = Status.closed
+            return
+        await self._session.shutdown(exit_code, reason)
 
     def close(self):
         """Shut the cluster down from the client rank (as ``Client.shutdown`` does)."""
@@ -940,26 +587,10 @@ class BaseRunner(SyncMethodMixin, abc.ABC):
         WorkersTimeoutError
             If fewer workers arrived in time; the message says how many did.
         """
-        return self.sync(self._wait_for_workers, n_workers, timeout)
-
-    async def _wait_for_workers(self, n_workers, timeout) -> None:
         n_workers = self.n_workers if n_workers is None else n_workers
-        if timeout is None:
-            timeout = self.timeouts.workers
-        timeout = parse_timedelta(timeout, default="s")
-        scheduler = rpc(self.scheduler_address, connection_args=self._connection_args("client"))
-        try:
-            if self.scheduler:
-                running = await scheduler.dask_runners_wait_for_workers(n=n_workers, timeout=timeout)
-            else:
-                running = await _poll_for_workers(scheduler, n_workers, timeout)
-        finally:
-            await scheduler.close_rpc()
-        if len(running) < n_workers:
-            raise WorkersTimeoutError(
-                f"timed out after {timeout:.0f} s waiting for {n_workers} "
-                f"workers: {len(running)} arrived (names {running})"
-            )
+        timeout = parse_timedelta(self.timeouts.workers if timeout is None else timeout, default="s")
+        args = connection_args(self.security, "client")
+        return self.sync(wait_for_workers, self.scheduler_address, args, n_workers, timeout, self.layout.scheduler)
 
     def __repr__(self) -> str:
         return (

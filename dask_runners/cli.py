@@ -61,7 +61,7 @@ def run(launcher, module, target, args):
 
     Example: srun -n 16 dask-runner run train.py --epochs 3
     """
-    from .run import run as run_client_code
+    from .client_code import run_client_code
 
     run_client_code(target, list(args), module=module, launcher=launcher)
 
@@ -78,7 +78,7 @@ def info(launcher):
     import os
     import socket
 
-    from .job import detect
+    from .launchers import detect
 
     job = detect(launcher=launcher)
     click.echo(f"{socket.gethostname()} pid={os.getpid()} {job.describe()}")

@@ -1,6 +1,14 @@
-"""The exceptions dask_runners raises, rooted at :class:`RunnerError`."""
+"""Every exception dask_runners raises.
+
+Errors derive from :class:`RunnerError`. Two ``SystemExit`` subclasses,
+:class:`JobInterrupted` and :class:`ClusterStoppedError`, carry an exit status
+into the client code, and :class:`RankExited` stands for a process exit in
+in-process test worlds.
+"""
 
 from __future__ import annotations
+
+from .exit_status import signal_name
 
 
 class RunnerError(RuntimeError):
@@ -17,6 +25,16 @@ class WorldTooSmallError(RunnerError):
 
 class DiscoveryTimeoutError(RunnerError, TimeoutError):
     """The scheduler was not up and published before the discovery deadline."""
+
+    @classmethod
+    def after(cls, tag: str, seconds: float, what: str) -> DiscoveryTimeoutError:
+        """The error of rank ``tag`` that spent ``seconds`` on ``what``, with the fix."""
+        return cls(
+            f"{tag}: timed out after {seconds:.0f} s {what}. "
+            "If the ranks are slow to start, raise the deadline with "
+            "timeouts={'discovery': ...} or the dask config key "
+            "runners.timeouts.discovery; otherwise look at the scheduler rank's output."
+        )
 
 
 class SchedulerStartError(RunnerError):
@@ -35,7 +53,7 @@ class ClusterStoppedError(SystemExit):
     """Raised in the client code when the cluster was stopped with a failure status.
 
     For example, the scheduler rank alone received SIGTERM. Like
-    :class:`~dask_runners.signals.JobInterrupted` it is a ``SystemExit``
+    :class:`JobInterrupted` it is a ``SystemExit``
     carrying the cluster's exit status, so the client rank leaves with the
     same status as every other rank, and ``except Exception`` does not
     swallow it. The runner logs the reason.
@@ -55,3 +73,50 @@ class ShutdownTimeoutError(RunnerError, TimeoutError):
 
 class ClusterNotFoundError(RunnerError):
     """No running cluster behind a scheduler file: missing, unfinished or stale."""
+
+
+class JobInterrupted(SystemExit):
+    """Raised in the client code when a signal tells the job to stop.
+
+    It is a :class:`SystemExit`, so that ``except Exception`` in user code
+    does not swallow it, and an uncaught one ends the process with
+    :attr:`code` without a traceback.
+    """
+
+    def __init__(self, signum: int, exit_code: int):
+        super().__init__(exit_code)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"the job received {signal_name(self.signum)} (exit code {self.code})"
+
+
+class RankExited(Exception):
+    """Raised where a real service rank would have left the process (in-process worlds)."""
+
+    def __init__(self, rank: int, exit_code: int):
+        super().__init__(f"rank {rank} left with exit code {exit_code}")
+        self.rank = rank
+        self.exit_code = exit_code
+
+
+class ParallelForError(RunnerError):
+    """Some items of a :func:`~dask_runners.parallel_for` failed; every other result was delivered first.
+
+    Attributes
+    ----------
+    failures : list of ItemFailure
+        Every failure, by index.
+    """
+
+    def __init__(self, failures: list, done: int, stopped_early: bool = False):
+        self.failures = sorted(failures, key=lambda failure: failure.index)
+        shown = "; ".join(f"item {f.index}: {f.error}" for f in self.failures[:3])
+        more = f"; and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        ending = "stopping early (max_failures)" if stopped_early else "every other result was delivered"
+        super().__init__(
+            f"{len(self.failures)} of {done} finished items failed, {ending}: {shown}{more}. "
+            "The tracebacks are in .failures; pass on_error='return' to get failures in place of "
+            "results, or on_error='skip' to go on without them"
+        )
+

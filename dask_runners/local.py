@@ -3,7 +3,7 @@
 ``dask-runner launch -n 4 script.py args...`` starts the script four times,
 each with a rank in the environment (``DASK_RUNNERS_RANK``,
 ``DASK_RUNNERS_WORLD_SIZE``, ``DASK_RUNNERS_RUN_ID``), which the ``local``
-launcher of :mod:`dask_runners.job` reads. The ranks find each other through a
+launcher of :mod:`dask_runners.launchers` reads. The ranks find each other through a
 scheduler file in a private temporary directory, removed at the end, so the
 same script runs here as under ``srun``: ``Runner()`` detects ``local``.
 
@@ -36,8 +36,15 @@ import time
 import dask.config
 
 from .config import backoff_delays
-from .file_runner import SCHEDULER_FILE_VAR
-from .job import LAUNCHER_VAR, LOCAL_RANK_VAR, LOCAL_RUN_ID_VAR, LOCAL_WORLD_SIZE_VAR
+from .exceptions import LauncherEnvironmentError
+from .exit_status import exit_status
+from .launchers import (
+    LAUNCHER_VAR,
+    LOCAL_RANK_VAR,
+    LOCAL_RUN_ID_VAR,
+    LOCAL_SCHEDULER_FILE_VAR,
+    LOCAL_WORLD_SIZE_VAR,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +59,6 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def exit_status(returncode: int) -> int:
-    """A shell's view of a child's status: 128 + signal for a killed one."""
-    return 128 - returncode if returncode < 0 else returncode
 
 
 def launch(command: list[str], n_ranks: int, *, environ=None) -> int:
@@ -81,7 +83,7 @@ def launch(command: list[str], n_ranks: int, *, environ=None) -> int:
             LAUNCHER_VAR: "local",
             LOCAL_WORLD_SIZE_VAR: str(n_ranks),
             LOCAL_RUN_ID_VAR: run_id,
-            SCHEDULER_FILE_VAR: os.path.join(private, "scheduler.json"),
+            LOCAL_SCHEDULER_FILE_VAR: os.path.join(private, "scheduler.json"),
         })
         ranks = [
             subprocess.Popen(command, env={**base, LOCAL_RANK_VAR: str(rank)}, preexec_fn=_die_with_parent)
@@ -193,8 +195,6 @@ def run_here_locally(reason: str):
     ``LauncherEnvironmentError`` (with ``reason``) when the program cannot
     be started again or the fallback is off.
     """
-    from .exceptions import LauncherEnvironmentError
-
     command = this_program()
     if not dask.config.get("runners.local.fallback", True):
         raise LauncherEnvironmentError(f"{reason}\n(The local fallback is off: runners.local.fallback is false.)")

@@ -2,7 +2,7 @@
 
 It is the batch-processing loop of ML inference and feature extraction: a
 pure function processes one item with objects from a per-worker environment
-(see :mod:`dask_runners.environment`)::
+(see :mod:`dask_runners.worker_setup`)::
 
     def setup():
         return {"model": load_model("model.pt")}
@@ -37,10 +37,16 @@ from collections.abc import Callable, Iterable, Iterator
 import distributed
 
 from .config import Timeouts
-from .environment import DEFAULT_NAME, WorkerEnvironment, as_environment, build, warn_if_large
-from .exceptions import RunnerError, WorkersTimeoutError
+from .exceptions import ParallelForError, RunnerError, WorkersTimeoutError
 from .progress import Progress
 from .shards import ShardWriter
+from .worker_setup import (
+    DEFAULT_NAME,
+    WorkerEnvironment,
+    as_environment,
+    build,
+    warn_if_large,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,29 +81,6 @@ class ItemFailure:
     exception: BaseException | None = None
 
 
-class ParallelForError(RunnerError):
-    """Some items failed; every other result was delivered first.
-
-    Attributes
-    ----------
-    failures : list of ItemFailure
-        Every failure, by index.
-    """
-
-    def __init__(self, failures: list[ItemFailure], done: int, stopped_early: bool = False):
-        self.failures = sorted(failures, key=lambda failure: failure.index)
-        shown = "; ".join(f"item {f.index}: {f.error}" for f in self.failures[:3])
-        more = f"; and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
-        ending = (
-            "stopping early (max_failures)" if stopped_early else "every other result was delivered"
-        )
-        super().__init__(
-            f"{len(self.failures)} of {done} finished items failed, {ending}: {shown}{more}. "
-            "The tracebacks are in .failures; pass on_error='return' to get failures in place of "
-            "results, or on_error='skip' to go on without them"
-        )
-
-
 def _failure_of(exc: BaseException, tb: str) -> tuple[str, str, BaseException | None]:
     """``(error, traceback, exception)``, with the exception only if it pickles."""
     try:
@@ -119,7 +102,7 @@ def _call(fn: Callable, item, env: dict) -> tuple[bool, object]:
 
 def _run_on_worker(item, *, fn: Callable, environment: str, required: bool):
     """The task: look up this worker's environment and call ``fn`` on one item."""
-    from .environment import worker_environment
+    from .worker_setup import worker_environment
 
     worker = distributed.get_worker()
     try:

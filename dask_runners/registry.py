@@ -1,6 +1,6 @@
 """Which runner serves which launcher, and :func:`Runner`, which picks one.
 
-A launcher name is a key of :data:`dask_runners.job.PARSERS` (``slurm``,
+A launcher name is a key of :data:`dask_runners.launchers.PARSERS` (``slurm``,
 ``openmpi``, ``pbs``, ``torchrun``, ...) or a name a third party registered.
 Lookup order for a name:
 
@@ -9,9 +9,10 @@ Lookup order for a name:
    ``dask_runners.runners`` (name = launcher, value = ``module:Class``),
    loaded the first time a name is not found;
 3. the built-in choice: :class:`~dask_runners.SLURMRunner` for ``slurm``;
-   :class:`~dask_runners.MPIRunner` for MPI launchers when mpi4py is
-   installed; :class:`~dask_runners.SchedulerFileRunner` for every other
-   launcher the job module knows.
+   :class:`~dask_runners.MPIRunner` for launchers that start MPI programs
+   (:attr:`LaunchFacts.starts_mpi <dask_runners.launchers.LaunchFacts>`) when
+   mpi4py is installed; :class:`~dask_runners.SchedulerFileRunner` for every
+   other launcher :mod:`dask_runners.launchers` knows.
 """
 
 from __future__ import annotations
@@ -21,16 +22,13 @@ import importlib.util
 import os
 
 from .exceptions import LauncherEnvironmentError
-from .file_runner import SchedulerFileRunner
-from .job import LAUNCHER_VAR, PARSERS, detect
+from .launchers import LAUNCHER_VAR, PARSERS, detect, launch_facts
 from .local import run_here_locally
-from .mpi import MPIRunner
+from .mpi_runner import MPIRunner
+from .scheduler_file_runner import SchedulerFileRunner
 from .slurm import SLURMRunner
 
 ENTRY_POINT_GROUP = "dask_runners.runners"
-
-#: Launchers that start MPI programs: served by MPIRunner when mpi4py is there.
-MPI_LAUNCHERS = frozenset({"openmpi", "mpich", "mvapich2", "pals", "pmix", "jsrun"})
 
 _registered: dict[str, type] = {}
 _entry_points_loaded = False
@@ -74,7 +72,7 @@ def runner_class(name: str) -> type:
         return _registered[name]
     if name == "slurm":
         return SLURMRunner
-    if name in MPI_LAUNCHERS and importlib.util.find_spec("mpi4py") is not None:
+    if launch_facts(name).starts_mpi and importlib.util.find_spec("mpi4py") is not None:
         return MPIRunner
     if name in PARSERS:
         return SchedulerFileRunner
@@ -89,7 +87,7 @@ def Runner(launcher: str | None = None, *, environ=None, **kwargs):
     launcher : str, optional
         The launcher's name. By default the ``DASK_RUNNERS_LAUNCHER``
         environment variable, else the launcher detected from the
-        environment (see :func:`dask_runners.job.detect`).
+        environment (see :func:`dask_runners.launchers.detect`).
     environ : mapping, optional
         The environment to read; default ``os.environ``.
     **kwargs
@@ -122,9 +120,4 @@ def Runner(launcher: str | None = None, *, environ=None, **kwargs):
             if environ is not None:
                 raise
             run_here_locally(str(e))
-    cls = runner_class(name)
-    if cls is SchedulerFileRunner:
-        kwargs.setdefault("launcher", name)
-    if issubclass(cls, SchedulerFileRunner):
-        kwargs.setdefault("environ", environ)
-    return cls(**kwargs)
+    return runner_class(name).for_launcher(name, environ, **kwargs)

@@ -54,7 +54,7 @@ class JobCredentials:
 
     @classmethod
     def generate(cls, valid_days: int = 30) -> JobCredentials:
-        """Make a new P-256 key and a self-signed certificate (about 1 ms)."""
+        """Make a new P-256 key and a self-signed certificate."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -109,10 +109,10 @@ class JobSecurity(Security):
 
     distributed builds a new ``ssl.SSLContext`` for every set of connection
     arguments, and with in-memory certificates each build writes them to a
-    temporary directory and loads them back: about 4 ms a time here, a dozen
-    times per process. A job's credentials do not change, so one context per
-    purpose is enough. The cache lives in this module (one per process), not
-    on the object, which must stay picklable for nannies.
+    temporary directory and loads them back, a dozen times per process. A
+    job's credentials do not change, so one context per purpose is enough.
+    The cache lives in this module (one per process), not on the object,
+    which must stay picklable for nannies.
     """
 
     def _get_tls_context(self, tls, purpose):
@@ -132,8 +132,8 @@ def prepare_to_accept_tls() -> None:
 
     The first time a tornado server accepts a TLS connection in a process,
     tornado builds its default client context, which loads the system's
-    certificate store: about 20 ms of CPU, on the scheduler's event loop,
-    just as the workers connect. OpenSSL loads the store without the GIL, so
+    certificate store: CPU work on the scheduler's event loop, just as the
+    workers connect (the benchmarks page has the cost). OpenSSL loads the store without the GIL, so
     a thread does it beside the scheduler's own start. The scheduler rank
     calls this; the context itself goes unused (the job's own are used).
     """
@@ -142,16 +142,58 @@ def prepare_to_accept_tls() -> None:
         threading.Thread(target=defaults, name="dask-runners-tls-warmup", daemon=True).start()
 
 
-def tls_wanted(security) -> bool:
-    """Whether a runner should make its own credentials, from its ``security``.
+@dataclasses.dataclass(frozen=True)
+class TLSChoice:
+    """How the job's connections are secured: decided once per process.
 
-    ``None`` follows the dask config key ``runners.security`` (default
-    ``True``); ``True`` and ``False`` say so; a ``distributed.Security`` is
-    the user's own and is used as it is.
+    Attributes
+    ----------
+    given : distributed.Security or None
+        The user's own ``Security``, used as it is on every rank.
+    per_job : bool
+        Per-job TLS: the scheduler rank makes :class:`JobCredentials` and the
+        contact carries them to the other ranks.
     """
-    if security is None:
-        security = dask.config.get("runners.security", True)
-    return security is True
+
+    given: Security | None = None
+    per_job: bool = False
+
+    @classmethod
+    def decide(cls, security, carries_credentials: bool) -> TLSChoice:
+        """The choice for a runner's ``security`` argument and its transport.
+
+        ``None`` follows the dask config key ``runners.security`` (default
+        ``True``); ``True`` asks for per-job TLS, which needs a transport
+        that carries credentials (else plain TCP, with the scheduler rank's
+        warning); ``False`` is plain TCP; a ``distributed.Security`` is the
+        user's own.
+        """
+        if isinstance(security, Security):
+            return cls(given=security)
+        if security is None:
+            security = dask.config.get("runners.security", True)
+        return cls(per_job=security is True and carries_credentials)
+
+    def for_scheduler(self) -> tuple[Security | None, JobCredentials | None]:
+        """On the scheduler rank: the ``Security`` to serve with, and the credentials to publish."""
+        if self.given is not None or not self.per_job:
+            return self.given, None
+        prepare_to_accept_tls()
+        credentials = JobCredentials.generate()
+        return credentials.security(), credentials
+
+    def for_contact(self, contact) -> Security | None:
+        """On the other ranks: the ``Security`` to reach the scheduler of ``contact`` with."""
+        if self.given is not None:
+            return self.given
+        if contact.credentials is not None:
+            return contact.credentials.security()
+        return None
+
+
+def connection_args(security, role: str) -> dict:
+    """The keyword arguments with which ``role`` connects under ``security`` (none without TLS)."""
+    return security.get_connection_args(role) if security is not None else {}
 
 
 def connect(scheduler_file, **client_kwargs):

@@ -24,15 +24,16 @@ from typing import NoReturn
 
 from .config import backoff_delays
 from .exceptions import ClusterNotFoundError
-from .file_runner import DEFAULT_SCHEDULER_FILE
-from .mpi_compat import dask_mpi_options
-from .scheduler_file import look
+from .flags import runner_options_from_flags
+from .registry import Runner
+from .security import connect
+from .transport.scheduler_file import DEFAULT_SCHEDULER_FILE, look_once
 
 #: In a batch cluster a signal is the requested way to stop: exit 0.
 STOP_SIGNALS = {signal.SIGTERM: 0, signal.SIGINT: 0}
 
 
-class _Announce:
+class _AnnounceWhereToConnect:
     """Say on the scheduler rank where the cluster is and how to reach it."""
 
     runner = None
@@ -63,18 +64,16 @@ def serve(launcher: str | None = None, *, scheduler_file=None, **options) -> NoR
         ``scheduler=False``: the existing cluster's file.
     **options
         dask-mpi's options (see
-        :func:`dask_runners.mpi_compat.dask_mpi_options`) and the runner's.
+        :func:`dask_runners.flags.runner_options_from_flags`) and the runner's.
     """
-    from .registry import Runner
-
-    announce = _Announce()
+    announce = _AnnounceWhereToConnect()
     runner = Runner(
         launcher,
         client=False,
         scheduler_file=scheduler_file or DEFAULT_SCHEDULER_FILE,
         signal_exit_codes=STOP_SIGNALS,
         callbacks=[announce],
-        **dask_mpi_options(**options),
+        **runner_options_from_flags(**options),
     )
     announce.runner = runner
     with runner:  # every rank is a service rank: it leaves from inside
@@ -96,10 +95,8 @@ def stop(scheduler_file, timeout: float = 30.0) -> None:
     TimeoutError
         If the file is still there ``timeout`` seconds after the shutdown.
     """
-    from .security import connect
-
     path = Path(scheduler_file).absolute()
-    state = look(path, None)
+    state = look_once(path, None)
     if state.kind == "missing":
         raise ClusterNotFoundError(
             f"no scheduler file at {path}: the cluster has already stopped (its file "
@@ -111,7 +108,7 @@ def stop(scheduler_file, timeout: float = 30.0) -> None:
         client = connect(path, timeout=timeout)
     except (OSError, TimeoutError) as e:
         raise ClusterNotFoundError(
-            f"no scheduler answered at {state.address} (from {path}) within {timeout:.0f} s: "
+            f"no scheduler answered at {state.contact.address} (from {path}) within {timeout:.0f} s: "
             "the file is stale, left by a job that was killed; remove it"
         ) from e
     try:
@@ -124,7 +121,7 @@ def stop(scheduler_file, timeout: float = 30.0) -> None:
             return
         if time.monotonic() + delay > deadline:
             raise TimeoutError(
-                f"the cluster at {state.address} was told to shut down, but its scheduler "
+                f"the cluster at {state.contact.address} was told to shut down, but its scheduler "
                 f"file {path} was still there after {timeout:.0f} s"
             )
         time.sleep(delay)

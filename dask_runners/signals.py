@@ -1,4 +1,4 @@
-"""The signals a runner handles while it runs, and the exit codes they lead to.
+"""The signals a runner handles while it runs, and what each rank does with them.
 
 =============================  ==========================================  =========
 signal                         usual sender                                exit code
@@ -8,11 +8,10 @@ signal                         usual sender                                exit 
 preemption (``SIGUSR2``)       ``sbatch --signal=USR2@90``                 75
 =============================  ==========================================  =========
 
-75 is ``EX_TEMPFAIL`` from ``sysexits.h``: a temporary failure, so a wrapper
-script can tell a preempted job (worth requeueing) from a failed one.
-
-Handlers are installed on the main thread when a runner starts and restored
-when it ends; nothing is installed at import.
+The exit codes come from :func:`dask_runners.exit_status.exit_status`.
+:class:`SignalHandlers` installs the handlers on the main thread when a
+runner starts and restores them when it ends; nothing is installed at
+import. :class:`SignalPolicy` decides what a signal does on each rank.
 """
 
 from __future__ import annotations
@@ -22,40 +21,14 @@ import signal
 import threading
 from collections.abc import Callable
 
+from distributed.core import Status
+
+from .exceptions import JobInterrupted
+from .exit_status import exit_status, signal_name
+from .roles import Role
+from .state import RankState
+
 logger = logging.getLogger(__name__)
-
-EX_TEMPFAIL = 75
-
-
-def signal_name(signum: int) -> str:
-    """``SIGTERM`` for 15, and so on."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def exit_code_for_signal(signum: int, preemption_signal: int | None) -> int:
-    """The exit status a rank leaves with after ``signum``."""
-    if signum == preemption_signal:
-        return EX_TEMPFAIL
-    return 128 + signum
-
-
-class JobInterrupted(SystemExit):
-    """Raised in the client code when a signal tells the job to stop.
-
-    It is a :class:`SystemExit`, so that ``except Exception`` in user code
-    does not swallow it, and an uncaught one ends the process with
-    :attr:`code` without a traceback.
-    """
-
-    def __init__(self, signum: int, exit_code: int):
-        super().__init__(exit_code)
-        self.signum = signum
-
-    def __str__(self) -> str:
-        return f"the job received {signal_name(self.signum)} (exit code {self.code})"
 
 
 class SignalHandlers:
@@ -101,3 +74,94 @@ class SignalHandlers:
             return False
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
         return True
+
+
+class SignalPolicy:
+    """What a signal does to one rank.
+
+    * On the client rank while the client code runs: the code is
+      interrupted (``KeyboardInterrupt`` for ``SIGINT``, else
+      :class:`~dask_runners.JobInterrupted`), and leaving the ``with`` block
+      shuts the cluster down.
+    * On any other rank, or before the code runs: the rank stops what it is
+      doing (:attr:`RankState.stop_service`) and leaves with the signal's
+      exit status.
+    * The preemption signal, when ``on_preemption`` is given, calls it on the
+      client rank and is ignored elsewhere.
+    * A failure of the cluster noted while the client code ran
+      (:attr:`RankState.failure`) is raised in the client code by the
+      handler; :meth:`SignalHandlers.wake_main_thread` delivers it.
+
+    Parameters
+    ----------
+    state : RankState
+        The rank's state, read and written.
+    preemption_signal : int or None
+        The signal that warns of preemption.
+    on_preemption : callable, optional
+        Called with no arguments on the client rank when it arrives.
+    exit_codes : dict, optional
+        Exit codes by signal number that replace the usual ones.
+    """
+
+    def __init__(self, state: RankState, preemption_signal: int | None, on_preemption=None, exit_codes=None):
+        self.state = state
+        self.preemption_signal = preemption_signal
+        self.on_preemption = on_preemption
+        self.exit_codes = dict(exit_codes or {})
+        #: The loop the rank's services run on, once there is one.
+        self.loop = None
+
+    @property
+    def signums(self) -> tuple[int, ...]:
+        """The signals this policy handles."""
+        return (signal.SIGINT, signal.SIGTERM, self.preemption_signal)
+
+    def exit_code(self, signum: int) -> int:
+        """The exit status a rank leaves with after ``signum``."""
+        default = exit_status(signal.Signals(signum), preemption_signal=self.preemption_signal)
+        return self.exit_codes.get(signum, default)
+
+    def handle(self, signum: int, frame) -> None:
+        """Runs on the main thread when one of :attr:`signums` arrives."""
+        state = self.state
+        if state.role is Role.client:
+            state.raise_failure_once()
+        if signum == self.preemption_signal and self.on_preemption is not None:
+            if state.role is Role.client:
+                self.on_preemption()
+            return  # on other ranks: the client's callback decides what happens
+        exit_code = self.exit_code(signum)
+        if state.role is Role.client and state.status is Status.running:
+            logger.warning(
+                "%s: received %s; interrupting the client code and shutting the cluster down (exit code %d)",
+                state.tag,
+                signal_name(signum),
+                exit_code,
+            )
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise JobInterrupted(signum, exit_code)
+        if state.shutdown_requested or state.signal_exit is not None:
+            return  # already shutting down
+        logger.warning("%s: received %s; closing (exit code %d)", state.tag, signal_name(signum), exit_code)
+        state.signal_exit = exit_code
+        state.signal_received = signum
+        if self.loop is not None:  # else the start sees signal_exit and does not begin
+            self.loop.add_callback(self._stop_service)
+
+    async def _stop_service(self) -> None:
+        if self.state.stop_service is not None:
+            await self.state.stop_service()
+
+
+def let_signals_end_the_process() -> None:
+    """From here on, SIGTERM and SIGINT end the process at once.
+
+    A leaving rank may still wait in C code (``MPI_Finalize`` waits for every
+    rank); a Python handler would run only after it returns, so a launcher's
+    SIGTERM would go unheeded until it gives up and sends SIGKILL.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
-from .exceptions import LauncherEnvironmentError
-from .file_runner import DEFAULT_SCHEDULER_FILE, SchedulerFileRunner
-from .job import detect
+from .scheduler_file_runner import SchedulerFileRunner
+from .transport.scheduler_file import DEFAULT_SCHEDULER_FILE
 
 
 class SLURMRunner(SchedulerFileRunner):
@@ -18,7 +15,8 @@ class SLURMRunner(SchedulerFileRunner):
     (``scheduler-{job_id}.{step_id}.json``) and stamped with them and the
     restart count, so that a file from an earlier step, job or requeue is
     never trusted. It is a :class:`~dask_runners.SchedulerFileRunner` that
-    reads Slurm's variables and says what to do when they are missing.
+    reads Slurm's variables only; started outside a step, it says to use
+    ``srun``.
 
     It takes every argument of dask-jobqueue's ``SLURMRunner`` (0.9), with the
     same meaning, by keyword: moving from it is an import change.
@@ -68,25 +66,7 @@ class SLURMRunner(SchedulerFileRunner):
             **kwargs,
         )
 
-    def read_job(self, environ, launcher):
-        env = os.environ if environ is None else environ
-        if "SLURM_JOB_ID" in env and "SLURM_STEP_ID" not in env:
-            raise LauncherEnvironmentError(
-                "SLURM_STEP_ID is not set: this looks like the batch script itself "
-                "rather than a task of an srun step. Start the script with "
-                "`srun -n 4 python script.py` inside the job."
-            )
-        try:
-            return detect(env, launcher)
-        except LauncherEnvironmentError as e:
-            raise LauncherEnvironmentError(
-                "SLURMRunner needs the variables srun sets (SLURM_JOB_ID, SLURM_STEP_ID, "
-                "SLURM_PROCID, SLURM_NTASKS). Launch the script with "
-                "`srun -n 4 python script.py` (or use MPIRunner under mpirun)."
-            ) from e
-
-    def describe_world_size(self) -> str:
-        return f"SLURM_NTASKS={self.world_size}"
-
-    def launch_hint(self, n_processes: int) -> str:
-        return f"try `srun -n {n_processes} python script.py`"
+    @classmethod
+    def for_launcher(cls, launcher: str, environ=None, **kwargs) -> SLURMRunner:
+        """The runner for the tasks of an ``srun`` step, reading ``environ``."""
+        return cls(environ=environ, **kwargs)

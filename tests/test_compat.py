@@ -10,11 +10,17 @@ import pytest
 from click.testing import CliRunner
 from distributed import Client
 
-from dask_runners import LauncherEnvironmentError, Role, SLURMRunner, WorldTooSmallError, local
+from dask_runners import (
+    LauncherEnvironmentError,
+    Role,
+    SLURMRunner,
+    WorldTooSmallError,
+    local,
+)
 from dask_runners import mpi as compat_mpi
-from dask_runners import mpi_compat
 from dask_runners.cli import main
-from dask_runners.inprocess import InProcessRunner
+from dask_runners.flags import runner_options_from_flags
+from dask_runners.inprocess import InProcessRunner, InProcessWorld
 
 from .test_inprocess import run_world
 
@@ -92,7 +98,7 @@ def test_serve_has_every_dask_mpi_cli_flag():
 
 
 def test_dask_mpi_options_translate_to_runner_options():
-    options = mpi_compat.dask_mpi_options(
+    options = runner_options_from_flags(
         interface="ib0", protocol="tcp", nthreads=2, memory_limit="2GB", local_directory="",
         dashboard=False, dashboard_address=":0", scheduler_port=8786, worker_options={"nthreads": 3},
     )
@@ -100,7 +106,7 @@ def test_dask_mpi_options_translate_to_runner_options():
     assert options["security"] is False  # a protocol other than tls
     assert options["scheduler_options"] == {"dashboard": False, "dashboard_address": ":0", "port": 8786, "protocol": "tcp"}
     assert options["worker_options"] == {"nthreads": 3, "memory_limit": "2GB", "protocol": "tcp"}
-    assert "security" not in mpi_compat.dask_mpi_options(protocol="tls://")
+    assert "security" not in runner_options_from_flags(protocol="tls://")
 
 
 def test_serve_rejects_bad_worker_options_and_a_missing_file_to_join(tmp_path):
@@ -161,15 +167,10 @@ async def test_scheduler_and_client_on_any_rank_with_or_without_their_own_worker
 
 def test_a_world_too_small_for_the_chosen_ranks_says_what_is_needed():
     with pytest.raises(WorldTooSmallError, match=r"at least 4 are needed \(a client on rank 0, a scheduler on rank 3"):
-        InProcessRunner(_World(3), 0, scheduler_rank=3, client_rank=0)._check_world_size()
+        InProcessRunner(InProcessWorld(3), 0, scheduler_rank=3, client_rank=0)._check_can_start()
     with pytest.raises(ValueError, match="both 1"):
-        InProcessRunner(_World(3), 0, scheduler_rank=1, client_rank=1)
-    InProcessRunner(_World(2), 0, exclusive_workers=False)._check_world_size()  # workers beside them
-
-
-class _World:
-    def __init__(self, size):
-        self.size = size
+        InProcessRunner(InProcessWorld(3), 0, scheduler_rank=1, client_rank=1)
+    InProcessRunner(InProcessWorld(2), 0, exclusive_workers=False)._check_can_start()  # workers beside them
 
 
 # -- the local fallback --------------------------------------------------------------------------

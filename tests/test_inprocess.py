@@ -89,7 +89,7 @@ async def test_client_shutdown_inside_the_body_stops_the_cluster_cleanly():
 async def test_vanished_client_rank_ends_the_job_with_exit_code_1():
     async def vanish(runner):
         await runner.wait_for_workers()
-        runner._channel.comm.abort()  # as if the process had been killed
+        runner._session.channel.comm.abort()  # as if the process had been killed
         await asyncio.sleep(1)
         runner.status = runner.status.closed  # the dead process never shuts down
 
@@ -186,9 +186,12 @@ async def test_a_subclass_needs_only_the_two_required_hooks(tmp_path):
     assert codes == {0: 0, 2: 0}
 
 
-async def test_base_runner_cannot_be_made_without_the_required_hooks():
-    with pytest.raises(TypeError, match="get_role"):
-        BaseRunner()
+async def test_base_runner_cannot_start_without_a_way_to_the_scheduler():
+    """Neither a transport nor get_scheduler_address: a TypeError before anything starts."""
+    runner = BaseRunner(asynchronous=True)
+    with pytest.raises(TypeError, match="implement get_scheduler_address"):
+        await runner
+    assert runner.status.name == "created" and runner.role is None
 
 
 async def test_heartbeats_keep_a_quiet_client_alive_past_the_lease():
@@ -203,9 +206,9 @@ async def test_heartbeats_keep_a_quiet_client_alive_past_the_lease():
 
 async def test_a_silent_client_counts_as_gone_after_the_lease():
     async def silent(runner):
-        runner._channel._heartbeat.cancel()  # as if its node had vanished
+        runner._session.channel._heartbeat.cancel()  # as if its node had vanished
         await asyncio.sleep(2)
-        return runner._channel.stopped.exception()
+        return runner._session.channel.stopped.exception()
 
     codes, outcome = await run_world(3, silent, timeouts={"lease": 0.5, "shutdown": 5})
     assert codes == {0: 1, 2: 1}

@@ -8,17 +8,19 @@ import pytest
 
 from dask_runners.exceptions import LauncherEnvironmentError
 from dask_runners.job import (
+    JobContext,
+    default_master_port,
+    parse_device_list,
+    visible_gpus,
+)
+from dask_runners.launchers import (
     DETECTION_ORDER,
     LAUNCHER_VARIABLES,
     PARSERS,
-    JobContext,
     current_job,
-    default_master_port,
     detect,
-    parse_device_list,
     parse_pbs,
     parse_slurm,
-    visible_gpus,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "env"

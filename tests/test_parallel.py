@@ -18,9 +18,9 @@ from dask_runners import (
     parallel_for,
     worker_environment,
 )
-from dask_runners.environment import LARGE_PICKLE, build
 from dask_runners.progress import Progress
 from dask_runners.shards import ShardWriter, read_shards
+from dask_runners.worker_setup import LARGE_PICKLE, build
 
 pytestmark = pytest.mark.timeout(60)
 

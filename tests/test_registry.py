@@ -10,9 +10,9 @@ from dask_runners import (
     SchedulerFileRunner,
     SLURMRunner,
     register_runner,
+    registry,
 )
-from dask_runners import registry
-from dask_runners.base import gpu_for_rank, node_local_directory
+from dask_runners.services.worker import gpu_for_rank, node_local_directory
 
 FIXTURES = Path(__file__).parent / "fixtures" / "env"
 

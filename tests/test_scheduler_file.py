@@ -5,14 +5,14 @@ import stat
 
 import pytest
 
-from dask_runners import scheduler_file
-from dask_runners.scheduler_file import (
+from dask_runners.transport import scheduler_file
+from dask_runners.transport.scheduler_file import (
     SchedulerFileReader,
-    look,
+    look_once,
     remove_scheduler_file,
     write_scheduler_file,
 )
-from dask_runners.watch import watch_directory
+from dask_runners.transport.watch import watch_directory
 
 STAMP = {"job_id": "42", "step_id": "1", "restart_count": 0}
 OLD_STEP = {"job_id": "42", "step_id": "0", "restart_count": 0}
@@ -25,7 +25,7 @@ def test_written_file_is_complete_owner_only_and_a_distributed_scheduler_file(tm
     content = json.loads(path.read_text())
     assert content["address"] == "tcp://10.0.0.1:8786"
     assert content["type"] == "Scheduler"
-    assert look(path, STAMP).address == "tcp://10.0.0.1:8786"
+    assert look_once(path, STAMP).contact.address == "tcp://10.0.0.1:8786"
     assert [p.name for p in tmp_path.iterdir()] == ["scheduler.json"]
 
 
@@ -41,11 +41,11 @@ def test_written_file_is_complete_owner_only_and_a_distributed_scheduler_file(tm
         (json.dumps({"address": "tcp://1.2.3.4:1", "dask_runners": {"stamp": STAMP}}), "ready"),
     ],
 )
-def test_look_classifies_what_it_finds(tmp_path, content, kind):
+def test_look_once_classifies_what_it_finds(tmp_path, content, kind):
     path = tmp_path / "scheduler.json"
     if content is not None:
         path.write_text(content)
-    assert look(path, STAMP).kind == kind
+    assert look_once(path, STAMP).kind == kind
 
 
 @pytest.mark.asyncio
@@ -62,7 +62,7 @@ async def test_reader_ignores_stale_and_partial_files_until_its_own_appears(tmp_
     await asyncio.sleep(0.2)
     assert not waiting.done()
     write_scheduler_file(path, "tcp://live:2", STAMP)
-    assert await asyncio.wait_for(waiting, 2) == "tcp://live:2"
+    assert (await asyncio.wait_for(waiting, 2)).address == "tcp://live:2"
 
 
 @pytest.mark.asyncio
@@ -100,10 +100,10 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 def test_without_a_stamp_any_complete_scheduler_file_is_accepted(tmp_path):
     path = tmp_path / "scheduler.json"
     path.write_text(json.dumps({"type": "Scheduler", "address": "tcp://outside:8786"}))
-    assert look(path, None).address == "tcp://outside:8786"
-    assert look(path, STAMP).kind == "partial"
+    assert look_once(path, None).contact.address == "tcp://outside:8786"
+    assert look_once(path, STAMP).kind == "partial"
     path.write_text('{"address": "tcp://out')
-    assert look(path, None).kind == "partial"
+    assert look_once(path, None).kind == "partial"
 
 
 @pytest.mark.asyncio
@@ -113,8 +113,8 @@ async def test_a_scheduler_that_could_not_start_fails_the_readers_at_once(tmp_pa
 
     path = tmp_path / "scheduler.json"
     write_scheduler_file(path, None, STAMP, extra={"error": "TypeError: bad option"})
-    assert look(path, STAMP).kind == "failed"
-    assert look(path, OLD_STEP).kind == "stale"  # another step's failure is not ours
+    assert look_once(path, STAMP).kind == "failed"
+    assert look_once(path, OLD_STEP).kind == "stale"  # another step's failure is not ours
     with pytest.raises(SchedulerStartError, match="could not start: TypeError: bad option"):
         await SchedulerFileReader(path, STAMP).wait()
 
@@ -142,7 +142,7 @@ async def _published_while_waiting(tmp_path):
     waiting = asyncio.ensure_future(reader.wait())
     await asyncio.sleep(0.2)
     write_scheduler_file(path, "tcp://10.0.0.1:8786", STAMP)
-    return reader, await asyncio.wait_for(waiting, 5)
+    return reader, (await asyncio.wait_for(waiting, 5)).address
 
 
 @pytest.mark.asyncio

@@ -62,6 +62,49 @@ async def test_a_shutdown_the_scheduler_never_confirms_raises_shutdown_timeout(m
     assert isinstance(outcome.get("error"), ShutdownTimeoutError), outcome
     assert "did not confirm the shutdown within 1 s" in str(outcome["error"])
     monkeypatch.undo()  # now let the scheduler close the cluster as usual
-    runners[0]._control.request_close(0, "the test is over")
+    runners[0]._service.control.request_close(0, "the test is over")
     await asyncio.wait_for(asyncio.gather(tasks[0], tasks[2]), 20)
     assert world.exit_codes == {0: 0, 2: 0}
+
+
+
+def _failing_setup():
+    raise RuntimeError("the model file is missing")
+
+
+async def test_a_worker_that_cannot_start_raises_its_own_error_when_the_shutdown_is_never_confirmed(monkeypatch):
+    """The worker rank asks for the shutdown and nobody confirms it within the
+    deadline: the rank still raises its worker's start error, not another."""
+    monkeypatch.setattr(ClusterControl, "request_close", lambda self, exit_code, reason: None)
+    world = InProcessWorld(3)
+    runners, errors = {}, {}
+
+    async def rank_main(rank):
+        try:
+            runners[rank] = InProcessRunner(
+                world, rank, **LIGHT, worker_setup=_failing_setup, timeouts={"shutdown": 0.5}
+            )
+            async with runners[rank]:
+                await asyncio.sleep(3600)  # the client code waits; the test ends it
+        except RankExited:
+            pass
+        except BaseException as e:
+            errors[rank] = e
+
+    tasks = {rank: asyncio.ensure_future(rank_main(rank)) for rank in range(3)}
+    start = asyncio.get_running_loop().time()
+    await asyncio.wait_for(tasks[2], 20)
+    elapsed = asyncio.get_running_loop().time() - start
+    chain, error = [], errors.get(2)
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert any("the model file is missing" in str(e) for e in chain), errors
+    assert not any(isinstance(e, NameError) for e in chain), chain
+    assert elapsed < 5, elapsed  # the start, then the 0.5 s shutdown deadline
+    monkeypatch.undo()
+    runners[0]._service.control.request_close(1, "the test is over")
+    await asyncio.wait_for(tasks[0], 20)
+    assert world.exit_codes == {0: 1}
+    tasks[1].cancel()  # an asynchronous runner cannot interrupt the client code
+    await asyncio.gather(tasks[1], return_exceptions=True)

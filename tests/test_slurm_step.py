@@ -63,10 +63,10 @@ def test_world_size_check(n_tasks, client, ok):
     env = {**SRUN_TASK, "SLURM_PROCID": "0", "SLURM_NTASKS": str(n_tasks), "SLURM_STEP_NUM_TASKS": str(n_tasks)}
     runner = SLURMRunner(environ=env, client=client)
     if ok:
-        runner._check_world_size()
+        runner._check_can_start()
     else:
         with pytest.raises(WorldTooSmallError, match=f"SLURM_NTASKS={n_tasks} .* try `srun -n {n_tasks + 1}"):
-            runner._check_world_size()
+            runner._check_can_start()
 
 
 def test_roles_scheduler_first_then_client_then_workers():

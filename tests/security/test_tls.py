@@ -101,7 +101,7 @@ def test_temporary_scheduler_file_is_owner_only_from_creation(tmp_path, monkeypa
     """The mode is set by open(), never by a later chmod: check it before the rename."""
     import os
 
-    from dask_runners.scheduler_file import write_scheduler_file
+    from dask_runners.transport.scheduler_file import write_scheduler_file
 
     modes = []
     real_replace = os.replace

@@ -17,6 +17,8 @@ import sys
 
 import dask.config
 
+from .registry import Runner
+
 
 def client_config(runner) -> dict:
     """dask config under which ``Client()`` connects to ``runner``'s scheduler."""
@@ -32,7 +34,7 @@ def client_config(runner) -> dict:
     return config
 
 
-def run_target(target: str, args: list[str], module: bool = False) -> None:
+def run_as_main(target: str, args: list[str], module: bool = False) -> None:
     """Run a script or module as ``__main__`` with ``args`` as its arguments."""
     if module:
         sys.argv = [target, *args]
@@ -43,7 +45,9 @@ def run_target(target: str, args: list[str], module: bool = False) -> None:
     runpy.run_path(target, run_name="__main__")
 
 
-def run(target: str, args: list[str], *, module: bool = False, launcher: str | None = None, **runner_options) -> None:
+def run_client_code(
+    target: str, args: list[str], *, module: bool = False, launcher: str | None = None, **runner_options
+) -> None:
     """Serve on every rank; run ``target`` on the client rank.
 
     Parameters
@@ -57,12 +61,10 @@ def run(target: str, args: list[str], *, module: bool = False, launcher: str | N
     **runner_options
         Passed to :func:`dask_runners.Runner`.
     """
-    from .registry import Runner
-
     with Runner(launcher, **runner_options) as runner:
         with dask.config.set(client_config(runner)):
             try:
-                run_target(target, args, module=module)
+                run_as_main(target, args, module=module)
             finally:
                 close_clients_left_open()
 

@@ -15,7 +15,7 @@ The protocol:
   is a single ``open``; a missing, partial or stale file means "look again".
   On Linux a reader also watches the directory with inotify, which cuts a
   sleep short when a file lands there from the same node
-  (:mod:`dask_runners.watch`); ranks on other nodes keep to the polling.
+  (:mod:`dask_runners.transport.watch`); ranks on other nodes keep to the polling.
 * The scheduler rank removes the file when the cluster has closed, unless the
   file at the path is no longer its own.
 * A scheduler rank that fails to start writes its error instead of an
@@ -24,6 +24,9 @@ The protocol:
 
 The file is also a valid distributed scheduler file:
 ``Client(scheduler_file=path)`` reads its ``address``.
+
+:class:`SchedulerFileTransport` is this protocol as a
+:class:`~dask_runners.transport.Transport`.
 """
 
 from __future__ import annotations
@@ -36,9 +39,36 @@ import socket
 import time
 from pathlib import Path
 
-from .config import backoff_delays
-from .exceptions import SchedulerStartError
+from ..config import backoff_delays
+from ..exceptions import LauncherEnvironmentError, SchedulerStartError
+from ..launchers import LOCAL_SCHEDULER_FILE_VAR
+from . import Contact, Transport
 from .watch import watch_directory
+
+#: The scheduler file of a launch, in the working directory, unless told otherwise.
+DEFAULT_SCHEDULER_FILE = "scheduler-{job_id}.{step_id}.json"
+
+
+def scheduler_file_path(template, job, environ) -> Path:
+    """Where the scheduler file of ``job`` goes: ``template`` with its ids filled in.
+
+    The default template is unique to one launch. Under our local launcher
+    it is the private file the launcher chose (``DASK_RUNNERS_SCHEDULER_FILE``);
+    a launch without a step id is named by its job id alone; a launch
+    without a job id needs a path given.
+    """
+    template = str(template)
+    if template == DEFAULT_SCHEDULER_FILE and environ.get(LOCAL_SCHEDULER_FILE_VAR):
+        template = environ[LOCAL_SCHEDULER_FILE_VAR]
+    elif template == DEFAULT_SCHEDULER_FILE:
+        if job.job_id is None:
+            raise LauncherEnvironmentError(
+                f"{job.launcher} gives no job id to name the scheduler file after; "
+                "pass scheduler_file='/shared/path/scheduler.json' unique to this job"
+            )
+        if job.step_id is None:
+            template = "scheduler-{job_id}.json"
+    return Path(template.format(job_id=job.job_id, step_id=job.step_id)).absolute()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,17 +77,14 @@ class FileState:
 
     ``kind`` is ``"missing"``, ``"partial"`` (unreadable or incomplete JSON),
     ``"stale"`` (written by another run), ``"failed"`` (the scheduler rank
-    of this run could not start; ``error`` says why) or ``"ready"``.
-    ``ours`` tells a file written by a dask_runners scheduler, which serves
-    the runners' control channel, from one written by any other scheduler.
+    of this run could not start; ``error`` says why) or ``"ready"``, with
+    the scheduler's ``contact``.
     """
 
     kind: str
-    address: str | None = None
+    contact: Contact | None = None
     stamp: dict | None = None
     error: str | None = None
-    credentials: dict | None = None
-    ours: bool = False
 
 
 def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: dict | None = None) -> None:
@@ -89,16 +116,16 @@ def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: di
         raise
 
 
-def publish_scheduler(path: Path, scheduler, stamp: dict, credentials=None) -> None:
-    """Write the running ``scheduler``'s file: address, dashboard port, credentials."""
+def publish_scheduler(path: Path, contact: Contact, scheduler, stamp: dict) -> None:
+    """Write the running ``scheduler``'s file: its contact, id and dashboard port."""
     services = {"dashboard": scheduler.services["dashboard"].port} if "dashboard" in scheduler.services else {}
     extra = {"id": scheduler.id, "services": services}
-    if credentials is not None:
-        extra["credentials"] = credentials.to_dict()
-    write_scheduler_file(path, scheduler.address, stamp, extra=extra)
+    if contact.credentials is not None:
+        extra["credentials"] = contact.credentials.to_dict()
+    write_scheduler_file(path, contact.address, stamp, extra=extra)
 
 
-def look(path: Path, stamp: dict | None) -> FileState:
+def look_once(path: Path, stamp: dict | None) -> FileState:
     """Look once at ``path``: one ``open``, no separate ``stat``.
 
     With ``stamp=None`` any complete scheduler file is accepted, including
@@ -109,19 +136,18 @@ def look(path: Path, stamp: dict | None) -> FileState:
     try:
         with open(path) as f:
             content = json.load(f)
-        address = content["address"]
         found = content["dask_runners"]["stamp"] if stamp is not None else stamp
+        if found == stamp and content["address"] is not None:
+            contact = Contact.from_dict(content, serves_control="dask_runners" in content)
     except FileNotFoundError:
         return FileState("missing")
     except (OSError, ValueError, KeyError, TypeError):
         return FileState("partial")
     if found != stamp:
         return FileState("stale", stamp=found)
-    if address is None:
+    if content["address"] is None:
         return FileState("failed", stamp=found, error=str(content.get("error")))
-    return FileState(
-        "ready", address=address, stamp=found, credentials=content.get("credentials"), ours="dask_runners" in content
-    )
+    return FileState("ready", contact=contact, stamp=found)
 
 
 class SchedulerFileReader:
@@ -141,8 +167,8 @@ class SchedulerFileReader:
         self.looks = 0
         self.last: FileState = FileState("missing")
 
-    async def wait(self) -> str:
-        """Return the address once a complete file with our stamp is there.
+    async def wait(self) -> Contact:
+        """Return the contact once a complete file with our stamp is there.
 
         Raises
         ------
@@ -155,9 +181,9 @@ class SchedulerFileReader:
         try:
             while True:
                 self.looks += 1
-                self.last = look(self.path, self.stamp)
+                self.last = look_once(self.path, self.stamp)
                 if self.last.kind == "ready":
-                    return self.last.address
+                    return self.last.contact
                 if self.last.kind == "failed":
                     raise SchedulerStartError(
                         f"the scheduler rank could not start: {self.last.error} "
@@ -185,5 +211,39 @@ class SchedulerFileReader:
 
 def remove_scheduler_file(path: Path, stamp: dict) -> None:
     """Remove ``path`` if it still holds the file stamped ``stamp``."""
-    if look(path, stamp).kind == "ready":
+    if look_once(path, stamp).kind == "ready":
         path.unlink(missing_ok=True)
+
+
+class SchedulerFileTransport(Transport):
+    """The scheduler's contact through a scheduler file on a shared filesystem.
+
+    Parameters
+    ----------
+    path : Path
+        The scheduler file.
+    stamp : dict or None
+        The identity of this launch, written into the file and required of
+        it. ``None``: the file of a scheduler started outside the job, and
+        any complete scheduler file there is trusted.
+    """
+
+    def __init__(self, path: Path, stamp: dict | None):
+        self.path = path
+        self.stamp = stamp
+        self.reader = SchedulerFileReader(path, stamp)
+
+    async def publish(self, contact: Contact, scheduler) -> None:
+        publish_scheduler(self.path, contact, scheduler, self.stamp)
+
+    async def discover(self) -> Contact:
+        return await self.reader.wait()
+
+    def describe(self) -> str:
+        return self.reader.describe()
+
+    def report_failure(self, error: str) -> None:
+        write_scheduler_file(self.path, None, self.stamp, extra={"error": error})
+
+    def withdraw(self) -> None:
+        remove_scheduler_file(self.path, self.stamp)

@@ -1,6 +1,7 @@
 """dask-mpi's ``initialize``, ``execute`` and ``send_close_signal``, on :class:`~dask_runners.MPIRunner`.
 
-Moving from dask-mpi is an import change::
+Moving from dask-mpi is an import change; the names are imported from
+:mod:`dask_runners.mpi`, as they were from ``dask_mpi``::
 
     from dask_runners.mpi import initialize   # was: from dask_mpi import initialize
 
@@ -21,13 +22,13 @@ from __future__ import annotations
 
 import atexit
 import sys
-import warnings
 
 import dask.config
 
-from .base import Role
-from .mpi import MPIRunner
-from .run import client_config
+from ..client_code import client_config
+from ..flags import runner_options_from_flags
+from ..mpi_runner import MPIRunner
+from ..roles import Role
 
 #: The client rank's runner while the client code runs after ``initialize()``.
 _active: MPIRunner | None = None
@@ -48,44 +49,6 @@ class _DaskMPIRunner(MPIRunner):
     def exit_process(self, exit_code: int):
         if self._exit or exit_code != 0:
             super().exit_process(exit_code)
-
-
-def dask_mpi_options(
-    *, interface=None, protocol=None, nthreads=None, memory_limit=None, local_directory=None,
-    nanny=False, dashboard=True, dashboard_address=None, scheduler_port=None,
-    worker_class="distributed.Worker", worker_options=None, **runner_options,
-) -> dict:
-    """dask-mpi's parameters (its functions' and its CLI's) as runner options.
-
-    One translation for :func:`initialize`, :func:`execute` and
-    ``dask-runner serve``. Options left ``None`` are not passed, so
-    distributed's own defaults and dask config apply. A ``protocol`` other
-    than ``tls`` turns the job's TLS off (``security=False``). Without a
-    dashboard, the scheduler's HTTP server takes any free port unless
-    ``dashboard_address`` says otherwise.
-    """
-    if nanny:
-        warnings.warn(
-            "nanny=True is deprecated (as in dask-mpi); use worker_class='distributed.Nanny'",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        worker_class = "distributed.Nanny"
-    if not dashboard and dashboard_address is None:
-        dashboard_address = ":0"  # the scheduler's HTTP server (/health, /metrics) takes any free port
-    scheduler = {"dashboard": dashboard, "dashboard_address": dashboard_address, "port": scheduler_port}
-    worker = {"nthreads": nthreads, "memory_limit": memory_limit, "local_directory": local_directory or None}
-    if protocol is not None:
-        scheduler["protocol"] = worker["protocol"] = protocol
-        if protocol.rstrip(":/") != "tls":
-            runner_options.setdefault("security", False)
-    return {
-        "interface": interface,
-        "scheduler_options": {k: v for k, v in scheduler.items() if v is not None},
-        "worker_class": worker_class,
-        "worker_options": {**{k: v for k, v in worker.items() if v is not None}, **(worker_options or {})},
-        **runner_options,
-    }
 
 
 def initialize(
@@ -132,7 +95,7 @@ def initialize(
         Whether this rank is the client rank.
     """
     global _active
-    runner = _DaskMPIRunner(exit=exit, comm=comm, **dask_mpi_options(
+    runner = _DaskMPIRunner(exit=exit, comm=comm, **runner_options_from_flags(
         interface=interface, protocol=protocol, nthreads=nthreads, memory_limit=memory_limit,
         local_directory=local_directory, nanny=nanny, dashboard=dashboard,
         dashboard_address=dashboard_address, worker_class=worker_class,
@@ -251,7 +214,7 @@ def execute(
     has_client = callable(client_function)
     if not scheduler and scheduler_address is None and scheduler_file is None:
         raise ValueError("Must provide scheduler_address or scheduler_file if executing with scheduler=False")
-    runner = _DaskMPIRunner(exit=False, comm=comm, **dask_mpi_options(
+    runner = _DaskMPIRunner(exit=False, comm=comm, **runner_options_from_flags(
         interface=interface, protocol=protocol, nthreads=nthreads, memory_limit=memory_limit,
         local_directory=local_directory, nanny=nanny, dashboard=dashboard,
         dashboard_address=dashboard_address, scheduler_port=scheduler_port,

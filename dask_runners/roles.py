@@ -1,0 +1,98 @@
+"""Which rank does what: the scheduler, the client code, and the workers.
+
+A :class:`RankLayout` is the answer to "what is rank ``r``?" for one job,
+from the runner's ``scheduler``, ``client``, ``scheduler_rank``,
+``client_rank`` and ``exclusive_workers`` arguments. It also knows how many
+ranks the job needs and how many of them run a worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+
+from .exceptions import WorldTooSmallError
+
+
+class Role(str, enum.Enum):
+    """What one process of the job does."""
+
+    scheduler = "scheduler"
+    client = "client"
+    worker = "worker"
+
+
+@dataclasses.dataclass(frozen=True)
+class RankLayout:
+    """The ranks of the scheduler and the client code; every other rank is a worker.
+
+    Parameters
+    ----------
+    scheduler : bool
+        Whether one rank runs the scheduler.
+    client : bool
+        Whether one rank runs the client code.
+    scheduler_rank : int
+        The scheduler's rank.
+    client_rank : int, optional
+        The client code's rank; by default the lowest rank that is not the
+        scheduler's.
+    exclusive_workers : bool
+        Whether workers run only on the other ranks (``False``: the scheduler
+        and client ranks each run a worker too).
+    """
+
+    scheduler: bool = True
+    client: bool = True
+    scheduler_rank: int = 0
+    client_rank: int | None = None
+    exclusive_workers: bool = True
+
+    def __post_init__(self):
+        if self.client_rank is None:
+            lowest_free = 1 if self.scheduler and self.scheduler_rank == 0 else 0
+            object.__setattr__(self, "client_rank", lowest_free)
+        if self.scheduler and self.client and self.scheduler_rank == self.client_rank:
+            raise ValueError(
+                f"scheduler_rank and client_rank are both {self.client_rank}; "
+                "the scheduler and the client code need ranks of their own"
+            )
+
+    def service_ranks(self) -> dict[int, Role]:
+        """The ranks that run the scheduler or the client code, with their roles."""
+        ranks = {self.scheduler_rank: Role.scheduler} if self.scheduler else {}
+        if self.client:
+            ranks[self.client_rank] = Role.client
+        return ranks
+
+    def role_of(self, rank: int) -> Role:
+        """The role of ``rank``."""
+        return self.service_ranks().get(rank, Role.worker)
+
+    def n_workers(self, world_size: int | None) -> int | None:
+        """How many workers a job of ``world_size`` ranks has (``None`` if unknown)."""
+        if world_size is None:
+            return None
+        if not self.exclusive_workers:
+            return world_size
+        return world_size - self.scheduler - self.client
+
+    def check_world_size(self, world_size: int | None, stated: str, hint: Callable[[int], str]) -> None:
+        """Raise :class:`WorldTooSmallError` if ``world_size`` ranks cannot hold this layout.
+
+        ``stated`` says where the size came from (``"SLURM_NTASKS=2"``) and
+        ``hint(n)`` how to launch ``n`` processes; both speak the launcher's
+        language (:class:`~dask_runners.launchers.LaunchFacts`).
+        """
+        service = self.service_ranks()
+        parts = [f"a {role.value} on rank {rank}" for rank, role in sorted(service.items())]
+        needed = len(service)
+        if self.exclusive_workers or not service:
+            parts.append("one worker")
+            needed += 1
+        needed = max([needed, *(rank + 1 for rank in service)])
+        if world_size is not None and world_size < needed:
+            raise WorldTooSmallError(
+                f"{stated} but at least {needed} are needed ({', '.join(parts)}); {hint(needed)}"
+            )

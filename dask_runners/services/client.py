@@ -1,0 +1,135 @@
+"""The client rank: its link to the cluster while the client code runs, and the shutdown.
+
+The client rank holds the control channel to the scheduler. If the cluster
+stops while the client code runs (the scheduler rank received a signal, a
+worker could not start) or the scheduler is lost, the failure is noted on
+the rank's state and the main thread is woken, so that the client code is
+interrupted with it. Leaving the client code asks the scheduler to shut the
+cluster down and waits until it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from distributed.core import Status, rpc
+
+from ..config import backoff_delays
+from ..control import WAIT_FOR_WORKERS, ControlChannel
+from ..exceptions import ClusterStoppedError, WorkersTimeoutError
+from ..state import RankState
+from .worker import ColocatedWorker
+
+logger = logging.getLogger(__name__)
+
+
+class ClientSession:
+    """The client rank's side of the cluster.
+
+    Parameters
+    ----------
+    state : RankState
+        The rank's state.
+    channel : ControlChannel or None
+        The control channel; ``None`` when the scheduler is not the job's own.
+    shutdown_timeout : float
+        The scheduler's shutdown deadline.
+    wake_main_thread : callable
+        Interrupts the client code on the main thread, where a handler
+        raises the noted failure.
+    colocated : ColocatedWorker or None
+        The worker beside the client code (``exclusive_workers=False``).
+    """
+
+    def __init__(
+        self,
+        state: RankState,
+        channel: ControlChannel | None,
+        shutdown_timeout: float,
+        wake_main_thread,
+        colocated: ColocatedWorker | None = None,
+    ):
+        self.state = state
+        self.channel = channel
+        self.shutdown_timeout = shutdown_timeout
+        self.wake_main_thread = wake_main_thread
+        self.colocated = colocated
+        if channel is not None:
+            channel.stopped.add_done_callback(self._on_cluster_stopped)
+
+    def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
+        """The cluster stopped: a failure if the client code did not ask for it."""
+        state = self.state
+        if state.shutdown_requested or stopped.cancelled():
+            return
+        if stopped.exception() is not None:
+            failure = stopped.exception()
+        elif stopped.result().exit_code != 0:
+            order = stopped.result()
+            failure = ClusterStoppedError(order.reason, order.exit_code)
+        else:
+            return  # closed on purpose, as by Client.shutdown()
+        logger.error("%s: %s; interrupting the client code", state.tag, failure)
+        state.failure = failure
+        state.status = Status.closing  # Client(runner) then closes instead of reconnecting
+        self.wake_main_thread()
+
+    async def shutdown(self, exit_code: int, reason: str) -> None:
+        """Shut the cluster down, workers first; wait until the scheduler confirms."""
+        state, channel = self.state, self.channel
+        if self.colocated is not None:
+            await self.colocated.close()
+        if channel is None or state.shutdown_requested:
+            state.status = Status.closed
+            return
+        state.shutdown_requested = True
+        state.status = Status.closing
+        try:
+            if not channel.stopped.done():
+                # The scheduler spends up to the shutdown deadline draining the
+                # workers before it answers; wait for it a little longer.
+                await channel.request_shutdown(exit_code, reason, 2 * self.shutdown_timeout)
+        finally:
+            await channel.close()
+            state.status = Status.closed
+
+
+async def wait_for_workers(address: str, connection_args: dict, n_workers: int, timeout: float, ours: bool) -> None:
+    """Wait until ``n_workers`` workers of the scheduler at ``address`` are running.
+
+    A scheduler of ours (``ours``) answers as soon as the last one runs;
+    any other is polled.
+
+    Raises
+    ------
+    WorkersTimeoutError
+        If fewer arrived within ``timeout`` seconds; the message says how many.
+    """
+    scheduler = rpc(address, connection_args=connection_args)
+    try:
+        if ours:
+            running = await getattr(scheduler, WAIT_FOR_WORKERS)(n=n_workers, timeout=timeout)
+        else:
+            running = await _poll_for_workers(scheduler, n_workers, timeout)
+    finally:
+        await scheduler.close_rpc()
+    if len(running) < n_workers:
+        raise WorkersTimeoutError(
+            f"timed out after {timeout:.0f} s waiting for {n_workers} "
+            f"workers: {len(running)} arrived (names {running})"
+        )
+
+
+async def _poll_for_workers(scheduler, n_workers: int, timeout: float) -> list[str]:
+    """Poll a scheduler that is not ours for its running workers."""
+    deadline = time.monotonic() + timeout
+    for delay in backoff_delays(first=0.01, cap=0.2):
+        info = await scheduler.identity(n_workers=-1)
+        running = sorted(
+            str(w.get("name")) for w in info["workers"].values() if w.get("status") == Status.running.name
+        )
+        if len(running) >= n_workers or time.monotonic() + delay > deadline:
+            return running
+        await asyncio.sleep(delay)

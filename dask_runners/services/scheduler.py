@@ -1,0 +1,155 @@
+"""The scheduler rank: start the scheduler, publish its contact, serve, shut the cluster down.
+
+The scheduler runs the runner's control channel (:mod:`dask_runners.control`):
+it learns at once when a rank's process dies, and its shutdown sequence stops
+every rank, workers first, before the scheduler itself closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from distributed.core import Status
+
+from ..control import ClusterControl
+from ..exceptions import DiscoveryTimeoutError
+from ..limits import raise_open_file_limit
+from ..roles import RankLayout
+from ..security import TLSChoice
+from ..state import RankState
+from ..transport import Contact, Transport
+from .worker import ColocatedWorker
+
+logger = logging.getLogger(__name__)
+
+
+class SchedulerService:
+    """The scheduler rank's service.
+
+    Parameters
+    ----------
+    state : RankState
+        The rank's state.
+    options : dict
+        Keyword arguments for :class:`distributed.Scheduler`.
+    tls : TLSChoice
+        How the cluster is secured.
+    transport : Transport
+        Where the contact is published.
+    hooks : Hooks
+        The runner's scheduler hooks.
+    notify : Notifier
+        Tells the lifecycle callbacks.
+    layout : RankLayout
+        Which ranks the job has.
+    world_size : int or None
+        How many ranks the job has, if known.
+    timeouts : Timeouts
+        The deadlines.
+    colocated : ColocatedWorker or None
+        A worker to run beside the scheduler (``exclusive_workers=False``).
+
+    Attributes
+    ----------
+    contact : Contact or None
+        The published contact, once the scheduler runs.
+    security : distributed.Security or None
+        What the scheduler serves with.
+    control : ClusterControl or None
+        The control channel's scheduler side, once the scheduler runs.
+    """
+
+    def __init__(
+        self,
+        state: RankState,
+        *,
+        options: dict,
+        tls: TLSChoice,
+        transport: Transport,
+        hooks,
+        notify,
+        layout: RankLayout,
+        world_size: int | None,
+        timeouts,
+        colocated: ColocatedWorker | None = None,
+    ):
+        self.state = state
+        self.options = options
+        self.tls = tls
+        self.transport = transport
+        self.hooks = hooks
+        self.notify = notify
+        self.layout = layout
+        self.world_size = world_size
+        self.timeouts = timeouts
+        self.colocated = colocated
+        self.contact: Contact | None = None
+        self.security = None
+        self.control: ClusterControl | None = None
+
+    async def start(self):
+        """Start the scheduler and publish its contact, within the discovery deadline."""
+        try:
+            return await asyncio.wait_for(self._start(), self.timeouts.discovery)
+        except asyncio.TimeoutError as e:
+            raise DiscoveryTimeoutError.after(
+                self.state.tag, self.timeouts.discovery, "starting the scheduler and publishing its address"
+            ) from e
+
+    async def _start(self):
+        from distributed import Scheduler
+
+        await self.hooks.before_scheduler_start()
+        raise_open_file_limit(self.world_size)
+        options = dict(self.options)
+        self.security, credentials = self.tls.for_scheduler()
+        if self.security is not None:
+            options.setdefault("security", self.security)
+            if self.security.require_encryption:
+                options.setdefault("protocol", "tls")
+        scheduler = Scheduler(**options)
+        await scheduler
+        expected = None if self.world_size is None else self.world_size - 1
+        self.control = control = ClusterControl(scheduler, expected, self.timeouts.shutdown, self.timeouts.lease)
+        control.install()
+        self.state.stop_service = self._close_on_signal
+        if self.layout.client:
+            control.expect_client(self.timeouts.discovery, self.layout.client_rank)
+        if self.security is None:
+            logger.warning(
+                "%s: TLS is off (security=False, or a runner that cannot share "
+                "credentials): anyone who can reach %s can run code as you",
+                self.state.tag,
+                scheduler.address,
+            )
+        self.contact = Contact(scheduler.address, credentials)
+        await self.transport.publish(self.contact, scheduler)
+        await self.hooks.set_scheduler_address(scheduler)
+        return scheduler
+
+    async def _close_on_signal(self) -> None:
+        self.control.request_close(
+            self.state.signal_exit, "the scheduler rank received a signal", wait_for_stragglers=False
+        )
+
+    async def serve(self, scheduler, worker_name) -> int:
+        """Serve until the cluster shuts down; return the rank's exit status."""
+        state, control = self.state, self.control
+        state.status = Status.running
+        try:
+            if self.colocated is not None:
+                await self.colocated.start(scheduler.address, worker_name, self.security)
+                control.on_drain.append(self.colocated.close)
+                self.notify("on_worker_start")
+            await self.hooks.on_scheduler_start(scheduler)
+            self.notify("on_scheduler_start")
+            await scheduler.finished()
+        finally:
+            await scheduler.close(reason=control.reason)
+            state.status = Status.closed
+            self.transport.withdraw()
+            await self.hooks.on_scheduler_close()
+        state.client_lost = control.client_lost
+        self.notify("on_scheduler_stop", exit_code=control.exit_code)
+        return control.exit_code

@@ -1,0 +1,255 @@
+"""A rank's worker: on a worker rank, and beside the scheduler or the client.
+
+A worker rank makes its worker (or nanny) with the runner's options, serves
+until the scheduler's stop order arrives over the control channel, closes the
+worker within the shutdown deadline and returns the exit status the order
+gave. With ``exclusive_workers=False`` the scheduler and client ranks run a
+:class:`ColocatedWorker` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+
+from distributed import Worker
+from distributed.core import Status
+from distributed.utils import import_term
+
+from ..control import ControlChannel, StopOrder
+from ..exceptions import SchedulerLostError, ShutdownTimeoutError
+from ..job import visible_gpus
+from ..state import RankState
+
+logger = logging.getLogger(__name__)
+
+
+def node_local_directory(environ=None) -> str:
+    """Scratch space on this node for a worker's spilled data.
+
+    ``SLURM_TMPDIR`` or ``TMPDIR`` when set, else the system's temporary
+    directory: never the (shared) working directory, where thousands of
+    workers' files make a parallel filesystem crawl.
+    """
+    env = os.environ if environ is None else environ
+    for name in ("SLURM_TMPDIR", "TMPDIR"):
+        if env.get(name):
+            return env[name]
+    return tempfile.gettempdir()
+
+
+def gpu_for_rank(gpus, local_rank: int) -> str | None:
+    """The GPU a worker with ``local_rank`` gets from ``gpus``, round robin."""
+    if not gpus:
+        return None
+    return gpus[local_rank % len(gpus)]
+
+
+def pin_gpu(job, rank: int | None, tag: str) -> None:
+    """Give this rank one of the GPUs it sees, by local rank (``CUDA_VISIBLE_DEVICES``)."""
+    gpus = job.gpus if job is not None else visible_gpus(os.environ)
+    local_rank = job.local_rank if job is not None else None
+    chosen = gpu_for_rank(gpus, local_rank if local_rank is not None else rank or 0)
+    if chosen is None:
+        logger.warning("%s: pin_gpus is set but this rank sees no GPU", tag)
+        return
+    os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+    logger.info("%s: pinned to GPU %s", tag, chosen)
+
+
+def stop_child_processes_from_rerunning_main() -> None:
+    """Keep processes spawned by this worker rank from re-running the script.
+
+    A nanny starts its worker with multiprocessing's ``spawn``, which imports
+    the parent's main module in the child: the user's script, runner and all,
+    would run again there. A worker rank never returns to the script, so it
+    can forget where its main module came from, and children start clean.
+    """
+    main = sys.modules.get("__main__")
+    if main is not None:
+        main.__spec__ = None
+        main.__dict__.pop("__file__", None)
+
+
+def _quiet_heartbeat_of_closing_workers(record: logging.LogRecord) -> bool:
+    """Drop heartbeat failures: installed when this process closes its own
+    worker on purpose, after which no worker of the process has one to miss."""
+    return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
+
+
+async def close_server(server, reason: str) -> None:
+    """Close a worker or nanny without waiting for tasks still running.
+
+    A worker waits for its running tasks by default; a task that sleeps for
+    an hour would hold the whole job's shutdown for an hour.
+    """
+    if isinstance(server, Worker):
+        await server.close(reason=reason, executor_wait=False)
+    else:
+        await server.close(reason=reason)
+
+
+async def close_worker(worker, tag: str, deadline: float) -> None:
+    """Close this rank's worker, giving up after ``deadline`` seconds."""
+    try:
+        await asyncio.wait_for(close_server(worker, f"dask-runners: {tag} stopping"), deadline)
+    except asyncio.TimeoutError:
+        logger.warning(
+            "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway", tag, deadline
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """How this job makes a worker.
+
+    Parameters
+    ----------
+    worker_class : type or str
+        The worker class or its import path.
+    options : dict
+        Keyword arguments for it.
+    setup : WorkerEnvironment or None
+        A per-worker environment plugin to register.
+    name_prefix : str or None
+        With one, workers are named ``{name_prefix}-{name}``.
+    """
+
+    worker_class: type | str = "distributed.Worker"
+    options: dict = dataclasses.field(default_factory=dict)
+    setup: object = None
+    name_prefix: str | None = None
+
+    def make(self, address: str, name, security):
+        """The worker (or nanny) for the scheduler at ``address``, made but not started."""
+        worker_class = import_term(self.worker_class) if isinstance(self.worker_class, str) else self.worker_class
+        options = dict(self.options)
+        options.setdefault("name", name if self.name_prefix is None else f"{self.name_prefix}-{name}")
+        options.setdefault("local_directory", node_local_directory())
+        if security is not None:
+            options.setdefault("security", security)
+        if self.setup is not None:
+            options["plugins"] = (*options.get("plugins", ()), self.setup)
+        return worker_class(address, **options)
+
+
+class ColocatedWorker:
+    """The worker a scheduler or client rank runs beside its own work."""
+
+    def __init__(self, spec: WorkerSpec, tag: str, shutdown_timeout: float):
+        self.spec = spec
+        self.tag = tag
+        self.shutdown_timeout = shutdown_timeout
+        self.worker = None
+
+    async def start(self, address: str, name, security) -> None:
+        worker = self.spec.make(address, name, security)
+        await worker
+        self.worker = worker
+
+    async def close(self) -> None:
+        """Close the worker, once; a heartbeat in flight then is no error."""
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
+        await close_worker(worker, self.tag, self.shutdown_timeout)
+
+
+class WorkerService:
+    """A worker rank: its worker serves until the scheduler's stop order.
+
+    Parameters
+    ----------
+    state : RankState
+        The rank's state.
+    spec : WorkerSpec
+        How to make the worker.
+    hooks : Hooks
+        The runner's worker hooks.
+    notify : Notifier
+        Tells the lifecycle callbacks.
+    shutdown_timeout : float
+        How long the worker may take to close.
+    pin_gpu : callable or None
+        Called before the worker is made, to choose its GPU.
+    """
+
+    def __init__(self, state: RankState, spec: WorkerSpec, hooks, notify, shutdown_timeout: float, pin_gpu=None):
+        self.state = state
+        self.spec = spec
+        self.hooks = hooks
+        self.notify = notify
+        self.shutdown_timeout = shutdown_timeout
+        self.pin_gpu = pin_gpu
+
+    async def serve(self, address: str, security, channel: ControlChannel | None) -> int:
+        """Make the worker, serve, close it; return the rank's exit status."""
+        state = self.state
+        if channel is not None and channel.stopped.done():  # joined a cluster already stopping
+            await channel.close()
+            return self._exit_code_of(channel.stopped.result())
+        await self.hooks.before_worker_start()
+        stop_child_processes_from_rerunning_main()
+        if self.pin_gpu is not None:
+            self.pin_gpu()
+        server = self.spec.make(address, await self.hooks.get_worker_name(), security)
+        state.stop_service = lambda: close_server(server, f"dask-runners: {state.tag} received a signal")
+        try:
+            await server
+        except Exception as e:
+            await self._report_start_failure(channel, e)
+            raise
+        state.status = Status.running
+        await self.hooks.on_worker_start(server)
+        self.notify("on_worker_start")
+        exit_code = await self._serve_until_stopped(server, channel)
+        state.status = Status.closing
+        await close_worker(server, state.tag, self.shutdown_timeout)
+        if channel is not None:
+            await channel.close()
+        state.status = Status.closed
+        self.notify("on_worker_stop", exit_code=exit_code)
+        return exit_code
+
+    async def _serve_until_stopped(self, server, channel: ControlChannel | None) -> int:
+        finished = asyncio.ensure_future(server.finished())
+        waits = [finished] if channel is None else [finished, channel.stopped]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if channel is None or not channel.stopped.done():
+            if self.state.signal_exit is None:
+                logger.info("%s: the worker closed by itself; leaving", self.state.tag)
+            return self.state.signal_exit or 0
+        finished.cancel()
+        try:
+            return self._exit_code_of(channel.stopped.result())
+        except SchedulerLostError as e:
+            logger.error("%s: %s; leaving with exit code 1", self.state.tag, e)
+            return 1
+
+    def _exit_code_of(self, order: StopOrder) -> int:
+        """Take in the scheduler's stop order; return the exit status it gives."""
+        self.state.client_lost = order.client_lost
+        return order.exit_code
+
+    async def _report_start_failure(self, channel: ControlChannel | None, error: Exception) -> None:
+        """Stop the job: a worker that cannot start (a failing ``worker_setup``,
+        a bad option) fails the same way on every rank, and the client would
+        otherwise wait for it until the workers deadline."""
+        cause = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        what = f"could not start its worker: {type(cause).__name__}: {cause}"
+        logger.error("%s %s", self.state.tag, what)
+        if channel is None:
+            return
+        try:
+            await channel.request_shutdown(1, f"worker rank {self.state.rank} {what}", self.shutdown_timeout)
+        except ShutdownTimeoutError:
+            pass  # the start error, raised next, is what the rank reports
+        finally:
+            await channel.close()

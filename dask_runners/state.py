@@ -1,0 +1,70 @@
+"""Where one rank is in its life: the state its runner, services and signal policy share."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from distributed.core import Status
+
+from .roles import Role
+
+
+@dataclasses.dataclass
+class RankState:
+    """What one rank knows about itself while it runs.
+
+    The runner owns it; the services of :mod:`dask_runners.services` and the
+    :class:`~dask_runners.signals.SignalPolicy` read and write the parts that
+    concern them.
+
+    Attributes
+    ----------
+    rank : int or None
+        The rank, for log lines.
+    role : Role or None
+        This rank's role, once chosen.
+    status : distributed.core.Status
+        ``created`` until the role's service runs, then ``running``,
+        ``closing`` and ``closed``.
+    stop_service : callable or None
+        A coroutine function that stops what this rank is doing now (its
+        start, its worker, its scheduler), set by whoever does it; a signal
+        calls it.
+    signal_exit : int or None
+        The exit status a signal asked for.
+    signal_received : int or None
+        That signal.
+    client_lost : bool
+        The service stopped because the client rank's process died.
+    failure : BaseException or None
+        On the client rank: the cluster stopped or was lost while the client
+        code ran; raised in the client code.
+    failure_raised : bool
+        Whether :attr:`failure` has reached the client code.
+    shutdown_requested : bool
+        On the client rank: the shutdown has begun.
+    """
+
+    rank: int | None = None
+    role: Role | None = None
+    status: Status = Status.created
+    stop_service: Callable[[], Awaitable] | None = None
+    signal_exit: int | None = None
+    signal_received: int | None = None
+    client_lost: bool = False
+    failure: BaseException | None = None
+    failure_raised: bool = False
+    shutdown_requested: bool = False
+
+    @property
+    def tag(self) -> str:
+        """How this rank's log lines begin: ``worker rank 3``."""
+        role = self.role.value if self.role else "runner"
+        return f"{role} rank {self.rank}" if self.rank is not None else role
+
+    def raise_failure_once(self) -> None:
+        """Raise :attr:`failure` if the client code has not seen it yet."""
+        if self.failure is not None and not self.failure_raised:
+            self.failure_raised = True
+            raise self.failure
