@@ -388,7 +388,7 @@ class BaseRunner(SyncMethodMixin):
     async def _serve_worker(self) -> int:
         joins = self.layout.scheduler or self.contact.serves_control
         channel = await self._join(Role.worker) if joins else None
-        gpu = (lambda: pin_gpu(self.job, self.rank, self.state.tag)) if self.pin_gpus else None
+        gpu = (lambda: pin_gpu(self.job, self.rank, self.state.log_prefix)) if self.pin_gpus else None
         service = WorkerService(
             self.state, self._worker_spec(), Hooks.of(self), self._notify, self.timeouts.shutdown, gpu
         )
@@ -409,7 +409,7 @@ class BaseRunner(SyncMethodMixin):
             return await asyncio.wait_for(self._carrier.discover(), self.timeouts.discovery)
         except asyncio.TimeoutError as e:
             what = f"waiting for {self._carrier.describe()}"
-            raise DiscoveryTimeoutError.after(self.state.tag, self.timeouts.discovery, what) from e
+            raise DiscoveryTimeoutError.after(self.state.log_prefix, self.timeouts.discovery, what) from e
 
     async def _join(self, role: Role) -> ControlChannel:
         # Ranks of another job (scheduler=False) must not take this job's rank numbers.
@@ -431,7 +431,7 @@ class BaseRunner(SyncMethodMixin):
         """With ``exclusive_workers=False``: the worker beside the scheduler or client."""
         if self.layout.exclusive_workers:
             return None
-        return ColocatedWorker(self._worker_spec(), self.state.tag, self.timeouts.shutdown)
+        return ColocatedWorker(self._worker_spec(), self.state.log_prefix, self.timeouts.shutdown)
 
     @property
     def _notify(self) -> Notifier:
@@ -560,7 +560,7 @@ class BaseRunner(SyncMethodMixin):
         except Exception as e:
             if exc is None:
                 raise
-            logger.error("%s: the cluster did not shut down cleanly: %s", self.state.tag, e)
+            logger.error("%s: the cluster did not shut down cleanly: %s", self.state.log_prefix, e)
 
     async def _shutdown(self, exit_code: int, reason: str) -> None:
         if self._session is None:

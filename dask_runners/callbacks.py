@@ -28,6 +28,8 @@ from __future__ import annotations
 import inspect
 import logging
 
+from .exit_status import exit_status
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,7 +71,7 @@ def emit(callbacks, event: str, job, **details) -> None:
 
 def outcome(exc: BaseException | None) -> tuple[str, str | None]:
     """The ``status`` and ``error`` of client code that ended with ``exc``."""
-    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+    if exit_status(exc) == 0:
         return "succeeded", None
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -27,10 +27,10 @@ class DiscoveryTimeoutError(RunnerError, TimeoutError):
     """The scheduler was not up and published before the discovery deadline."""
 
     @classmethod
-    def after(cls, tag: str, seconds: float, what: str) -> DiscoveryTimeoutError:
-        """The error of rank ``tag`` that spent ``seconds`` on ``what``, with the fix."""
+    def after(cls, who: str, seconds: float, what: str) -> DiscoveryTimeoutError:
+        """The error of rank ``who`` that spent ``seconds`` on ``what``, with the fix."""
         return cls(
-            f"{tag}: timed out after {seconds:.0f} s {what}. "
+            f"{who}: timed out after {seconds:.0f} s {what}. "
             "If the ranks are slow to start, raise the deadline with "
             "timeouts={'discovery': ...} or the dask config key "
             "runners.timeouts.discovery; otherwise look at the scheduler rank's output."

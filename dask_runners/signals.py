@@ -135,7 +135,7 @@ class SignalPolicy:
         if state.role is Role.client and state.status is Status.running:
             logger.warning(
                 "%s: received %s; interrupting the client code and shutting the cluster down (exit code %d)",
-                state.tag,
+                state.log_prefix,
                 signal_name(signum),
                 exit_code,
             )
@@ -144,7 +144,7 @@ class SignalPolicy:
             raise JobInterrupted(signum, exit_code)
         if state.shutdown_requested or state.signal_exit is not None:
             return  # already shutting down
-        logger.warning("%s: received %s; closing (exit code %d)", state.tag, signal_name(signum), exit_code)
+        logger.warning("%s: received %s; closing (exit code %d)", state.log_prefix, signal_name(signum), exit_code)
         state.signal_exit = exit_code
         state.signal_received = signum
         if self.loop is not None:  # else the start sees signal_exit and does not begin

@@ -58,7 +58,7 @@ class RankState:
     shutdown_requested: bool = False
 
     @property
-    def tag(self) -> str:
+    def log_prefix(self) -> str:
         """How this rank's log lines begin: ``worker rank 3``."""
         role = self.role.value if self.role else "runner"
         return f"{role} rank {self.rank}" if self.rank is not None else role

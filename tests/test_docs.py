@@ -195,7 +195,7 @@ def config_keys_read_by_the_package() -> dict[str, object]:
     import ast
 
     keys = {}
-    for source in sorted((ROOT / "dask_runners").glob("*.py")):
+    for source in sorted((ROOT / "dask_runners").rglob("*.py")):
         for key, default in CONFIG_READ.findall(source.read_text()):
             keys[key] = ast.literal_eval(default)
     return keys

@@ -71,7 +71,7 @@ class ClientSession:
             failure = ClusterStoppedError(order.reason, order.exit_code)
         else:
             return  # closed on purpose, as by Client.shutdown()
-        logger.error("%s: %s; interrupting the client code", state.tag, failure)
+        logger.error("%s: %s; interrupting the client code", state.log_prefix, failure)
         state.failure = failure
         state.status = Status.closing  # Client(runner) then closes instead of reconnecting
         self.wake_main_thread()

@@ -94,7 +94,7 @@ class SchedulerService:
             return await asyncio.wait_for(self._start(), self.timeouts.discovery)
         except asyncio.TimeoutError as e:
             raise DiscoveryTimeoutError.after(
-                self.state.tag, self.timeouts.discovery, "starting the scheduler and publishing its address"
+                self.state.log_prefix, self.timeouts.discovery, "starting the scheduler and publishing its address"
             ) from e
 
     async def _start(self):
@@ -120,7 +120,7 @@ class SchedulerService:
             logger.warning(
                 "%s: TLS is off (security=False, or a runner that cannot share "
                 "credentials): anyone who can reach %s can run code as you",
-                self.state.tag,
+                self.state.log_prefix,
                 scheduler.address,
             )
         self.contact = Contact(scheduler.address, credentials)

@@ -49,16 +49,16 @@ def gpu_for_rank(gpus, local_rank: int) -> str | None:
     return gpus[local_rank % len(gpus)]
 
 
-def pin_gpu(job, rank: int | None, tag: str) -> None:
+def pin_gpu(job, rank: int | None, log_prefix: str) -> None:
     """Give this rank one of the GPUs it sees, by local rank (``CUDA_VISIBLE_DEVICES``)."""
     gpus = job.gpus if job is not None else visible_gpus(os.environ)
     local_rank = job.local_rank if job is not None else None
     chosen = gpu_for_rank(gpus, local_rank if local_rank is not None else rank or 0)
     if chosen is None:
-        logger.warning("%s: pin_gpus is set but this rank sees no GPU", tag)
+        logger.warning("%s: pin_gpus is set but this rank sees no GPU", log_prefix)
         return
     os.environ["CUDA_VISIBLE_DEVICES"] = chosen
-    logger.info("%s: pinned to GPU %s", tag, chosen)
+    logger.info("%s: pinned to GPU %s", log_prefix, chosen)
 
 
 def stop_child_processes_from_rerunning_main() -> None:
@@ -93,13 +93,13 @@ async def close_server(server, reason: str) -> None:
         await server.close(reason=reason)
 
 
-async def close_worker(worker, tag: str, deadline: float) -> None:
+async def close_worker(worker, log_prefix: str, deadline: float) -> None:
     """Close this rank's worker, giving up after ``deadline`` seconds."""
     try:
-        await asyncio.wait_for(close_server(worker, f"dask-runners: {tag} stopping"), deadline)
+        await asyncio.wait_for(close_server(worker, f"dask-runners: {log_prefix} stopping"), deadline)
     except asyncio.TimeoutError:
         logger.warning(
-            "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway", tag, deadline
+            "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway", log_prefix, deadline
         )
 
 
@@ -140,9 +140,9 @@ class WorkerSpec:
 class ColocatedWorker:
     """The worker a scheduler or client rank runs beside its own work."""
 
-    def __init__(self, spec: WorkerSpec, tag: str, shutdown_timeout: float):
+    def __init__(self, spec: WorkerSpec, log_prefix: str, shutdown_timeout: float):
         self.spec = spec
-        self.tag = tag
+        self.log_prefix = log_prefix
         self.shutdown_timeout = shutdown_timeout
         self.worker = None
 
@@ -157,7 +157,7 @@ class ColocatedWorker:
         if worker is None:
             return
         logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
-        await close_worker(worker, self.tag, self.shutdown_timeout)
+        await close_worker(worker, self.log_prefix, self.shutdown_timeout)
 
 
 class WorkerService:
@@ -198,7 +198,7 @@ class WorkerService:
         if self.pin_gpu is not None:
             self.pin_gpu()
         server = self.spec.make(address, await self.hooks.get_worker_name(), security)
-        state.stop_service = lambda: close_server(server, f"dask-runners: {state.tag} received a signal")
+        state.stop_service = lambda: close_server(server, f"dask-runners: {state.log_prefix} received a signal")
         try:
             await server
         except Exception as e:
@@ -209,7 +209,7 @@ class WorkerService:
         self.notify("on_worker_start")
         exit_code = await self._serve_until_stopped(server, channel)
         state.status = Status.closing
-        await close_worker(server, state.tag, self.shutdown_timeout)
+        await close_worker(server, state.log_prefix, self.shutdown_timeout)
         if channel is not None:
             await channel.close()
         state.status = Status.closed
@@ -222,13 +222,13 @@ class WorkerService:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if channel is None or not channel.stopped.done():
             if self.state.signal_exit is None:
-                logger.info("%s: the worker closed by itself; leaving", self.state.tag)
+                logger.info("%s: the worker closed by itself; leaving", self.state.log_prefix)
             return self.state.signal_exit or 0
         finished.cancel()
         try:
             return self._exit_code_of(channel.stopped.result())
         except SchedulerLostError as e:
-            logger.error("%s: %s; leaving with exit code 1", self.state.tag, e)
+            logger.error("%s: %s; leaving with exit code 1", self.state.log_prefix, e)
             return 1
 
     def _exit_code_of(self, order: StopOrder) -> int:
@@ -244,7 +244,7 @@ class WorkerService:
         while cause.__cause__ is not None:
             cause = cause.__cause__
         what = f"could not start its worker: {type(cause).__name__}: {cause}"
-        logger.error("%s %s", self.state.tag, what)
+        logger.error("%s %s", self.state.log_prefix, what)
         if channel is None:
             return
         try:
