@@ -62,7 +62,7 @@ class Impl:
     name: str
     launcher: Launcher
     script: str  # file name in bench/workloads/
-    family: str  # "ours", "ours-plain", "jobqueue", "dask-mpi" or "floor": what ratios compare
+    family: str  # "ours", "ours-plain", "ours-base", "jobqueue", "dask-mpi" or "floor": what ratios compare
     env: dict = dataclasses.field(default_factory=dict)
     min_ranks: int = 3  # a scheduler, a client and one worker; the floor runs on 1
     default: bool = True  # run unless --only picks otherwise
@@ -134,6 +134,21 @@ class Source:
         path = os.pathsep.join(filter(None, [str(into), os.environ.get("PYTHONPATH")]))
         description = f"snapshot of {_git_describe()} taken at start"
         return cls(into / "dask_runners", {"PYTHONPATH": path}, description)
+
+    @classmethod
+    def baseline(cls, ref: str, into: Path) -> Source:
+        """The package as git ``ref`` has it, byte-compiled like the snapshot."""
+        archive = subprocess.run(["git", "-C", str(PACKAGE_DIR.parent), "archive", ref, PACKAGE_DIR.name],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+        compileall.compile_dir(into / "dask_runners", quiet=1)
+        path = os.pathsep.join(filter(None, [str(into), os.environ.get("PYTHONPATH")]))
+        return cls(into / "dask_runners", {"PYTHONPATH": path}, f"git {ref}")
+
+    def as_baseline_of(self, impls: list[Impl]) -> list[Impl]:
+        """Each of ``impls`` that is ours, again on this source, as the family ``ours-base``."""
+        return [dataclasses.replace(i, name=f"{i.name}_base", family="ours-base", env={**i.env, **self.env})
+                for i in impls if i.family == "ours"]
 
     @classmethod
     def live(cls) -> Source:
@@ -595,12 +610,12 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
         by_family = {i.family: i.name for i in impls if i.launcher.name == launcher}
         ours = stats.get((launcher, ranks, by_family.get("ours")))
         floor = stats.get((launcher, ranks, "floor"), {}).get("wall")
-        for family in ("ours-plain", "jobqueue", "dask-mpi"):
+        for family in ("ours-plain", "ours-base", "jobqueue", "dask-mpi"):
             other = stats.get((launcher, ranks, by_family.get(family)))
             if not ours or not other:
                 continue
             lines.append(
-                f"| {launcher} | {ranks} | ours / {family.replace('ours-plain', 'ours without TLS')} "
+                f"| {launcher} | {ranks} | ours / {FAMILY_NAMES.get(family, family)} "
                 f"| {_ratio(ours['wall'], other['wall'])} "
                 f"| {_diff(ours['wall'], other['wall'])} "
                 f"| {_ratio(ours['first_result'], other['first_result'])} "
@@ -608,6 +623,9 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
                 f"| {_diff(ours['teardown'], other['teardown'])} | {_fmt(floor)} |"
             )
     return lines
+
+
+FAMILY_NAMES = {"ours-plain": "ours without TLS", "ours-base": "ours at --baseline"}
 
 
 def problems_list(runs: list[Run]) -> list[str]:
@@ -668,9 +686,10 @@ METRICS = (
     ("teardown", "teardown: body left → launcher returned"),
     ("wall", "whole run: launch → launcher returned"),
 )
-LABELS = {"ours": "dask_runners", "ours-plain": "dask_runners, TLS off",
+LABELS = {"ours": "dask_runners", "ours-plain": "dask_runners, TLS off", "ours-base": "dask_runners at --baseline",
           "jobqueue": "dask-jobqueue 0.9", "dask-mpi": "dask-mpi", "floor": "floor (import distributed)"}
-STYLES = {"ours": ("C0", "o", "-"), "ours-plain": ("C0", "o", ":"), "jobqueue": ("C1", "s", "-"),
+STYLES = {"ours": ("C0", "o", "-"), "ours-plain": ("C0", "o", ":"), "ours-base": ("C2", "o", "--"),
+          "jobqueue": ("C1", "s", "-"),
           "dask-mpi": ("C3", "s", "-"), "floor": ("0.4", "^", "--")}
 
 
@@ -749,6 +768,9 @@ def parse_args(argv=None):
                         help="only draw the plots of an earlier runs.csv into --out")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the unrecorded round that first runs every implementation once")
+    parser.add_argument("--baseline", metavar="GIT_REF",
+                        help="also run ours as the package was at GIT_REF, interleaved with the rest "
+                             "(implementations NAME_base), for a before/after comparison in one run")
     parser.add_argument("--live", action="store_true",
                         help="import dask_runners from the source tree as it changes, "
                              "instead of a snapshot taken at start")
@@ -778,6 +800,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-src-") as snapshot_dir:
         source = Source.live() if args.live else Source.snapshot(Path(snapshot_dir))
         print(f"dask_runners: {source.description}", flush=True)
+        if args.baseline:
+            baseline_dir = Path(snapshot_dir) / "baseline"
+            baseline_dir.mkdir()
+            baseline = Source.baseline(args.baseline, baseline_dir)
+            impls = [each for impl in impls for each in [impl, *baseline.as_baseline_of([impl])]]
+            print(f"baseline: {baseline.description}", flush=True)
         if not args.no_warmup and not warm_up(
             impls, min(args.ranks), min(args.timeout, 60.0), log_dir, source
         ):

@@ -374,7 +374,7 @@ class BaseRunner(SyncMethodMixin):
             options=self.scheduler_options,
             tls=tls,
             transport=self._carrier,
-            hooks=Hooks.of(self),
+            hooks=Hooks(self),
             notify=self._notify,
             layout=self.layout,
             world_size=self.world_size,
@@ -390,7 +390,7 @@ class BaseRunner(SyncMethodMixin):
         channel = await self._join(Role.worker) if joins else None
         gpu = (lambda: pin_gpu(self.job, self.rank, self.state.log_prefix)) if self.pin_gpus else None
         service = WorkerService(
-            self.state, self._worker_spec(), Hooks.of(self), self._notify, self.timeouts.shutdown, gpu
+            self.state, self._worker_spec(), Hooks(self), self._notify, self.timeouts.shutdown, gpu
         )
         return await service.serve(self.contact.address, self.security, channel)
 
@@ -435,7 +435,7 @@ class BaseRunner(SyncMethodMixin):
 
     @property
     def _notify(self) -> Notifier:
-        return Notifier(tuple(self.callbacks), self.job)
+        return Notifier(self.callbacks, self.job)
 
     def _wake_main_thread(self) -> None:
         if self._signals is not None:

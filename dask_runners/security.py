@@ -142,7 +142,6 @@ def prepare_to_accept_tls() -> None:
         threading.Thread(target=defaults, name="dask-runners-tls-warmup", daemon=True).start()
 
 
-@dataclasses.dataclass(frozen=True)
 class TLSChoice:
     """How the job's connections are secured: decided once per process.
 
@@ -155,8 +154,9 @@ class TLSChoice:
         contact carries them to the other ranks.
     """
 
-    given: Security | None = None
-    per_job: bool = False
+    def __init__(self, given: Security | None = None, per_job: bool = False):
+        self.given = given
+        self.per_job = per_job
 
     @classmethod
     def decide(cls, security, carries_credentials: bool) -> TLSChoice:

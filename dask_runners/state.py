@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
 
 from distributed.core import Status
@@ -10,7 +9,6 @@ from distributed.core import Status
 from .roles import Role
 
 
-@dataclasses.dataclass
 class RankState:
     """What one rank knows about itself while it runs.
 
@@ -46,16 +44,17 @@ class RankState:
         On the client rank: the shutdown has begun.
     """
 
-    rank: int | None = None
-    role: Role | None = None
-    status: Status = Status.created
-    stop_service: Callable[[], Awaitable] | None = None
-    signal_exit: int | None = None
-    signal_received: int | None = None
-    client_lost: bool = False
-    failure: BaseException | None = None
-    failure_raised: bool = False
-    shutdown_requested: bool = False
+    def __init__(self, rank: int | None = None):
+        self.rank = rank
+        self.role: Role | None = None
+        self.status = Status.created
+        self.stop_service: Callable[[], Awaitable] | None = None
+        self.signal_exit: int | None = None
+        self.signal_received: int | None = None
+        self.client_lost = False
+        self.failure: BaseException | None = None
+        self.failure_raised = False
+        self.shutdown_requested = False
 
     @property
     def log_prefix(self) -> str:

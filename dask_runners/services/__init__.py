@@ -14,37 +14,39 @@ the runner, so that nothing here imports the runner.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Awaitable, Callable
-
 from ..callbacks import emit
 
 
-@dataclasses.dataclass(frozen=True)
 class Hooks:
-    """The runner's hooks, as the services call them (see :doc:`/writing-runners`)."""
+    """The runner's hooks, as the services call them (see :doc:`/writing-runners`).
 
-    before_scheduler_start: Callable[[], Awaitable]
-    set_scheduler_address: Callable[[object], Awaitable]
-    on_scheduler_start: Callable[[object], Awaitable]
-    on_scheduler_close: Callable[[], Awaitable]
-    before_worker_start: Callable[[], Awaitable]
-    get_worker_name: Callable[[], Awaitable]
-    on_worker_start: Callable[[object], Awaitable]
-    before_client_start: Callable[[], Awaitable]
+    Each attribute is the runner's coroutine method of the same name, bound.
+    (Plain classes here and in the other per-rank records: a dataclass costs
+    every rank its code generation at import.)
+    """
 
-    @classmethod
-    def of(cls, runner) -> Hooks:
-        """The hooks of ``runner``, bound."""
-        return cls(**{field.name: getattr(runner, field.name) for field in dataclasses.fields(cls)})
+    __slots__ = (
+        "before_scheduler_start",
+        "set_scheduler_address",
+        "on_scheduler_start",
+        "on_scheduler_close",
+        "before_worker_start",
+        "get_worker_name",
+        "on_worker_start",
+        "before_client_start",
+    )
+
+    def __init__(self, runner):
+        for name in self.__slots__:
+            setattr(self, name, getattr(runner, name))
 
 
-@dataclasses.dataclass(frozen=True)
 class Notifier:
     """Tells the lifecycle callbacks of events on this rank (see :mod:`dask_runners.callbacks`)."""
 
-    callbacks: tuple = ()
-    job: object = None
+    def __init__(self, callbacks=(), job=None):
+        self.callbacks = tuple(callbacks)
+        self.job = job
 
     def __call__(self, event: str, **details) -> None:
         emit(self.callbacks, event, self.job, **details)

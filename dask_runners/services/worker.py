@@ -10,7 +10,6 @@ gave. With ``exclusive_workers=False`` the scheduler and client ranks run a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import sys
@@ -103,7 +102,6 @@ async def close_worker(worker, log_prefix: str, deadline: float) -> None:
         )
 
 
-@dataclasses.dataclass(frozen=True)
 class WorkerSpec:
     """How this job makes a worker.
 
@@ -119,10 +117,11 @@ class WorkerSpec:
         With one, workers are named ``{name_prefix}-{name}``.
     """
 
-    worker_class: type | str = "distributed.Worker"
-    options: dict = dataclasses.field(default_factory=dict)
-    setup: object = None
-    name_prefix: str | None = None
+    def __init__(self, worker_class="distributed.Worker", options=None, setup=None, name_prefix=None):
+        self.worker_class = worker_class
+        self.options = dict(options or {})
+        self.setup = setup
+        self.name_prefix = name_prefix
 
     def make(self, address: str, name, security):
         """The worker (or nanny) for the scheduler at ``address``, made but not started."""
