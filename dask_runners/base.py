@@ -39,7 +39,7 @@ from tornado.ioloop import IOLoop
 from .callbacks import outcome
 from .config import Timeouts
 from .control import ControlChannel
-from .exceptions import DiscoveryTimeoutError, JobInterrupted
+from .exceptions import ClusterStoppedError, DiscoveryTimeoutError, JobInterrupted
 from .exit_status import exit_status
 from .launchers import launch_facts
 from .roles import RankLayout, Role
@@ -359,6 +359,8 @@ class BaseRunner(SyncMethodMixin):
         self.state.role = role = Role(await self.get_role())
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
         tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
+        prepared = self._carrier.prepare(role is Role.scheduler, tls.per_job and self.layout.scheduler)
+        await asyncio.wait_for(prepared, self.timeouts.discovery)
         if role is Role.scheduler:
             return await self._serve_scheduler(tls)
         self.contact = await self._discover()
@@ -396,6 +398,12 @@ class BaseRunner(SyncMethodMixin):
 
     async def _start_client(self) -> None:
         channel = await self._join(Role.client) if self.layout.scheduler else None
+        if channel is not None and channel.stopped.done():  # the job stopped before this rank joined
+            await channel.close()
+            order = channel.stopped.result()  # or the SchedulerLostError
+            failure = ClusterStoppedError(order.reason, order.exit_code)
+            logger.error("%s: %s; the client code does not run", self.state.log_prefix, failure)
+            raise failure
         colocated = self._colocated_worker()
         self._session = ClientSession(self.state, channel, self.timeouts.shutdown, self._wake_main_thread, colocated)
         if colocated is not None:
@@ -485,6 +493,9 @@ class BaseRunner(SyncMethodMixin):
             if self.role is Role.client:
                 self._release_process()
                 raise JobInterrupted(self.state.signal_received, exit_code) from None
+        except ClusterStoppedError:  # a SystemExit: the job stopped before the client code began
+            self._release_process()
+            raise
         except Exception as e:
             self.abort_start(e)
             self._release_process()

@@ -28,10 +28,13 @@ busy but healthy rank is never declared dead.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 
 import dask.config
 from dask.utils import parse_timedelta
+
+from .exceptions import ConfigurationError
 
 DEFAULT_TIMEOUTS = {"discovery": 300.0, "workers": 300.0, "shutdown": 30.0, "lease": 60.0}
 
@@ -73,10 +76,26 @@ class Timeouts:
         values = {}
         for name, default in DEFAULT_TIMEOUTS.items():
             value = overrides.get(name)
+            where = f"timeouts={{{name!r}: ...}}"
             if value is None:
                 value = dask.config.get(f"runners.timeouts.{name}", default)
-            values[name] = float(parse_timedelta(value, default="s"))
+                where = f"the dask config key runners.timeouts.{name} (DASK_RUNNERS__TIMEOUTS__{name.upper()})"
+            values[name] = _seconds(value, where)
         return cls(**values)
+
+
+def _seconds(value, where: str) -> float:
+    """``value`` as a finite number of seconds above 0, or a :class:`ConfigurationError` naming ``where``."""
+    try:
+        seconds = float(parse_timedelta(value, default="s"))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(
+            f"{where} is {value!r}: a deadline must be a finite time above 0, "
+            "in seconds or with a unit, such as 60 or '2 minutes'"
+        )
+    return seconds
 
 
 def backoff_delays(

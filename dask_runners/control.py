@@ -148,7 +148,7 @@ class ClusterControl(SchedulerPlugin):
         member = _Member(rank, role, comm)
         self.members[rank] = member
         self._member_joined.set()
-        if self._stopping and role != "client":
+        if self._stopping:  # joined a cluster already shutting down (a worker could not start, a signal)
             await self._send_stop(member)
         else:
             await comm.write({"op": "welcome"})

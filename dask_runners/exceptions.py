@@ -37,6 +37,14 @@ class DiscoveryTimeoutError(RunnerError, TimeoutError):
         )
 
 
+class SchedulerFileError(RunnerError):
+    """The scheduler file cannot be used: its directory is missing or read-only, or it holds bad contents."""
+
+
+class ConfigurationError(RunnerError, ValueError):
+    """A setting (an argument, a dask config key, an environment variable) has a value that cannot work."""
+
+
 class SchedulerStartError(RunnerError):
     """The scheduler rank reported that it could not start."""
 

@@ -31,3 +31,14 @@ def test_backoff_looks_fast_first_then_at_most_twice_a_second():
     for start in range(1, 100):
         in_window = [t for t in look_times if start <= t < start + 1]
         assert len(in_window) <= 2, (start, in_window)
+
+
+@pytest.mark.parametrize("value", [0, -1, "-1", "abc", "nan", float("inf"), "1 fortnight", [3]])
+def test_a_deadline_that_cannot_work_is_refused_naming_where_it_came_from(value):
+    from dask_runners import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"timeouts=\{'lease': \.\.\.\} is .*finite time above 0"):
+        Timeouts.resolve({"lease": value})
+    with dask.config.set({"runners.timeouts.shutdown": value}):
+        with pytest.raises(ConfigurationError, match=r"runners\.timeouts\.shutdown \(DASK_RUNNERS__TIMEOUTS__SHUTDOWN\) is"):
+            Timeouts.resolve()

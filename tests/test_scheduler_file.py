@@ -44,7 +44,7 @@ def test_written_file_is_complete_owner_only_and_a_distributed_scheduler_file(tm
 def test_look_once_classifies_what_it_finds(tmp_path, content, kind):
     path = tmp_path / "scheduler.json"
     if content is not None:
-        path.write_text(content)
+        _private(path, content)
     assert look_once(path, STAMP).kind == kind
 
 
@@ -58,7 +58,7 @@ async def test_reader_ignores_stale_and_partial_files_until_its_own_appears(tmp_
     await asyncio.sleep(0.2)
     assert not waiting.done()
     assert "stale file" in reader.describe()
-    path.write_text('{"address": "tcp://half')
+    _private(path, '{"address": "tcp://half')
     await asyncio.sleep(0.2)
     assert not waiting.done()
     write_scheduler_file(path, "tcp://live:2", STAMP)
@@ -99,10 +99,12 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 
 def test_without_a_stamp_any_complete_scheduler_file_is_accepted(tmp_path):
     path = tmp_path / "scheduler.json"
-    path.write_text(json.dumps({"type": "Scheduler", "address": "tcp://outside:8786"}))
+    path.write_text(json.dumps({"type": "Scheduler", "address": "tcp://outside:8786"}))  # as distributed writes it: 0644
     assert look_once(path, None).contact.address == "tcp://outside:8786"
-    assert look_once(path, STAMP).kind == "partial"
-    path.write_text('{"address": "tcp://out')
+    assert look_once(path, STAMP).kind == "untrusted"  # a file of this run must be private
+    path.chmod(0o600)
+    assert look_once(path, STAMP).kind == "partial"  # and carry this run's stamp
+    _private(path, '{"address": "tcp://out')
     assert look_once(path, None).kind == "partial"
 
 
@@ -169,3 +171,9 @@ def test_no_watch_on_a_directory_that_does_not_exist(tmp_path):
 def _written(path):
     path.write_text("x")
     return path
+
+
+def _private(path, text):
+    """Write ``text`` to ``path`` as the scheduler does: this user's, mode 0600."""
+    path.write_text(text)
+    path.chmod(0o600)

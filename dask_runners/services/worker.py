@@ -196,13 +196,18 @@ class WorkerService:
         stop_child_processes_from_rerunning_main()
         if self.pin_gpu is not None:
             self.pin_gpu()
-        server = self.spec.make(address, await self.hooks.get_worker_name(), security)
-        state.stop_service = lambda: close_server(server, f"dask-runners: {state.log_prefix} received a signal")
         try:
-            await server
+            server = self.spec.make(address, await self.hooks.get_worker_name(), security)
+            state.stop_service = lambda: close_server(server, f"dask-runners: {state.log_prefix} received a signal")
+            started = await self._start_unless_stopped(server, channel)
         except Exception as e:
             await self._report_start_failure(channel, e)
             raise
+        if not started:  # the job stopped, or the scheduler was lost, while the worker started
+            await close_worker(server, state.log_prefix, self.shutdown_timeout)
+            await channel.close()
+            state.status = Status.closed
+            return self._exit_code_of_stop(channel)
         state.status = Status.running
         await self.hooks.on_worker_start(server)
         self.notify("on_worker_start")
@@ -215,6 +220,23 @@ class WorkerService:
         self.notify("on_worker_stop", exit_code=exit_code)
         return exit_code
 
+    @staticmethod
+    async def _start_unless_stopped(server, channel: ControlChannel | None) -> bool:
+        """Start the worker; ``False`` if the stop order (or the scheduler's loss) came first.
+
+        A worker that is starting waits for its scheduler without a deadline
+        of its own; the control channel knows at once when there is none.
+        """
+        starting = asyncio.ensure_future(server)
+        waits = [starting] if channel is None else [starting, channel.stopped]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # the start's own error, if it failed
+            return True
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return False
+
     async def _serve_until_stopped(self, server, channel: ControlChannel | None) -> int:
         finished = asyncio.ensure_future(server.finished())
         waits = [finished] if channel is None else [finished, channel.stopped]
@@ -224,6 +246,10 @@ class WorkerService:
                 logger.info("%s: the worker closed by itself; leaving", self.state.log_prefix)
             return self.state.signal_exit or 0
         finished.cancel()
+        return self._exit_code_of_stop(channel)
+
+    def _exit_code_of_stop(self, channel: ControlChannel) -> int:
+        """The exit status the channel's end gives: the stop order's, or 1 for a lost scheduler."""
         try:
             return self._exit_code_of(channel.stopped.result())
         except SchedulerLostError as e:

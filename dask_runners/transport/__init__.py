@@ -75,6 +75,14 @@ class Transport(abc.ABC):
         Wait as long as it takes; the runner applies the discovery deadline.
         """
 
+    async def prepare(self, publishes: bool, credentials_required: bool) -> None:
+        """On every rank, before the contact is published or awaited: check what the transport needs.
+
+        ``publishes`` on the scheduler rank; ``credentials_required`` when
+        the job runs on per-job TLS, so that a contact without credentials
+        must not be used. Raise a named error when the transport cannot work.
+        """
+
     def describe(self) -> str:
         """What a waiting rank waits for, for the discovery deadline's message."""
         return "the scheduler address"

@@ -36,6 +36,10 @@ class BroadcastTransport(Transport):
             await self.also_to.publish(contact, scheduler)
         await self._broadcast(json.dumps(contact.to_dict()).encode())
 
+    async def prepare(self, publishes: bool, credentials_required: bool) -> None:
+        if publishes and self.also_to is not None:
+            await self.also_to.prepare(publishes, credentials_required)
+
     async def discover(self) -> Contact:
         return Contact.from_dict(json.loads(await self._broadcast(b"")))
 

@@ -16,6 +16,16 @@ The protocol:
   On Linux a reader also watches the directory with inotify, which cuts a
   sleep short when a file lands there from the same node
   (:mod:`dask_runners.transport.watch`); ranks on other nodes keep to the polling.
+* Only a file that only this user could have written is read
+  (:mod:`dask_runners.transport.owned_files`): a regular file of ours that
+  nobody else can write, and, for a file of this run, nobody else can read.
+  A symbolic link, a FIFO, another user's file or a file open to others is
+  ignored, with one warning naming its owner and mode. Under per-job TLS a
+  file without credentials is ignored too. Every look runs in a thread, so
+  no file blocks the event loop.
+* The temporary file is created under an unpredictable name with
+  ``O_EXCL | O_NOFOLLOW``: a name planted in the directory is never written
+  through.
 * The scheduler rank removes the file when the cluster has closed, unless the
   file at the path is no longer its own.
 * A scheduler rank that fails to start writes its error instead of an
@@ -34,16 +44,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import socket
+import string
 import time
 from pathlib import Path
 
 from ..config import backoff_delays
-from ..exceptions import LauncherEnvironmentError, SchedulerStartError
+from ..exceptions import LauncherEnvironmentError, SchedulerFileError, SchedulerStartError
 from ..launchers import LOCAL_SCHEDULER_FILE_VAR
+from ..security import JobCredentials
 from . import Contact, Transport
+from .owned_files import UntrustedFile, directory_problem, read_owned, shared_with_others, write_privately
 from .watch import watch_directory
+
+logger = logging.getLogger(__name__)
+
+#: The names a scheduler file's path may hold in braces.
+PLACEHOLDERS = ("job_id", "step_id")
 
 #: The scheduler file of a launch, in the working directory, unless told otherwise.
 DEFAULT_SCHEDULER_FILE = "scheduler-{job_id}.{step_id}.json"
@@ -55,9 +74,17 @@ def scheduler_file_path(template, job, environ) -> Path:
     The default template is unique to one launch. Under our local launcher
     it is the private file the launcher chose (``DASK_RUNNERS_SCHEDULER_FILE``);
     a launch without a step id is named by its job id alone; a launch
-    without a job id needs a path given.
+    without a job id needs a path given. ``~`` and environment variables are
+    expanded.
     """
-    template = str(template)
+    template = os.path.expanduser(os.path.expandvars(str(template)))
+    unknown = sorted({field for _, field, _, _ in string.Formatter().parse(template) if field} - set(PLACEHOLDERS))
+    if unknown:
+        known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+        raise LauncherEnvironmentError(
+            f"scheduler_file={template!r} holds {', '.join(f'{{{name}}}' for name in unknown)}; "
+            f"the placeholders it may hold are {known}"
+        )
     if template == DEFAULT_SCHEDULER_FILE and environ.get(LOCAL_SCHEDULER_FILE_VAR):
         template = environ[LOCAL_SCHEDULER_FILE_VAR]
     elif template == DEFAULT_SCHEDULER_FILE:
@@ -76,9 +103,12 @@ class FileState:
     """What one look at the scheduler file found.
 
     ``kind`` is ``"missing"``, ``"partial"`` (unreadable or incomplete JSON),
-    ``"stale"`` (written by another run), ``"failed"`` (the scheduler rank
-    of this run could not start; ``error`` says why) or ``"ready"``, with
-    the scheduler's ``contact``.
+    ``"untrusted"`` (not a file that only this user could have written, or
+    without the credentials the job needs; ``error`` says why), ``"stale"``
+    (written by another run), ``"invalid"`` (this run's stamp, but contents
+    of the wrong types), ``"failed"`` (the scheduler rank of this run could
+    not start; ``error`` says why) or ``"ready"``, with the scheduler's
+    ``contact``.
     """
 
     kind: str
@@ -105,15 +135,7 @@ def write_scheduler_file(path: Path, address: str | None, stamp: dict, extra: di
             "written": time.time(),
         },
     }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_privately(path, json.dumps(payload).encode())
 
 
 def publish_scheduler(path: Path, contact: Contact, scheduler, stamp: dict) -> None:
@@ -125,29 +147,59 @@ def publish_scheduler(path: Path, contact: Contact, scheduler, stamp: dict) -> N
     write_scheduler_file(path, contact.address, stamp, extra=extra)
 
 
-def look_once(path: Path, stamp: dict | None) -> FileState:
-    """Look once at ``path``: one ``open``, no separate ``stat``.
+def look_once(path: Path, stamp: dict | None, credentials_required: bool = False) -> FileState:
+    """Look once at ``path``: one ``open``, checks on the open file, one read.
 
-    With ``stamp=None`` any complete scheduler file is accepted, including
-    one written by ``dask scheduler --scheduler-file`` or
+    With ``stamp=None`` any complete scheduler file of ours is accepted,
+    including one written by ``dask scheduler --scheduler-file`` or
     ``Scheduler(scheduler_file=...)``: that is how ranks join a scheduler
-    started outside the job, whose freshness cannot be checked.
+    started outside the job, whose freshness cannot be checked. A file of
+    this run (``stamp`` given) must also be private to this user. This is
+    blocking file work: call it off the event loop.
     """
     try:
-        with open(path) as f:
-            content = json.load(f)
-        found = content["dask_runners"]["stamp"] if stamp is not None else stamp
-        if found == stamp and content["address"] is not None:
-            contact = Contact.from_dict(content, serves_control="dask_runners" in content)
+        content = json.loads(read_owned(path, private=stamp is not None))
     except FileNotFoundError:
         return FileState("missing")
-    except (OSError, ValueError, KeyError, TypeError):
+    except UntrustedFile as e:
+        return FileState("untrusted", error=str(e))
+    except PermissionError as e:
+        return FileState("untrusted", error=f"{path}: cannot be opened ({e.strerror})")
+    except (OSError, ValueError):
         return FileState("partial")
-    if found != stamp:
-        return FileState("stale", stamp=found)
+    if not isinstance(content, dict) or "address" not in content:
+        return FileState("partial")
+    if stamp is not None:
+        ours = content.get("dask_runners")
+        if not isinstance(ours, dict) or "stamp" not in ours:
+            return FileState("partial")
+        if ours["stamp"] != stamp:
+            return FileState("stale", stamp=ours["stamp"])
     if content["address"] is None:
-        return FileState("failed", stamp=found, error=str(content.get("error")))
-    return FileState("ready", contact=contact, stamp=found)
+        return FileState("failed", stamp=stamp, error=str(content.get("error")))
+    problem = _bad_contents(content)
+    if problem:
+        return FileState("invalid", stamp=stamp, error=f"{path}: {problem}")
+    credentials = JobCredentials.from_dict(content.get("credentials"))
+    if credentials_required and credentials is None:
+        return FileState("untrusted", error=f"{path}: no credentials in it, and this job runs on TLS")
+    contact = Contact(content["address"], credentials, serves_control="dask_runners" in content)
+    return FileState("ready", contact=contact, stamp=stamp)
+
+
+def _bad_contents(content: dict) -> str | None:
+    """What is wrong with a scheduler file's address and credentials, if anything."""
+    if not isinstance(content["address"], str):
+        return f"the address is {content['address']!r}, not a string"
+    credentials = content.get("credentials")
+    if credentials is None:
+        return None
+    fields = ("certificate", "key")
+    if not isinstance(credentials, dict) or set(credentials) != set(fields):
+        return "the credentials are not an object of a certificate and a key"
+    if not all(isinstance(credentials[field], str) for field in fields):
+        return "the credentials' certificate and key are not strings"
+    return None
 
 
 class SchedulerFileReader:
@@ -159,13 +211,17 @@ class SchedulerFileReader:
         Where the scheduler writes the file.
     stamp : dict
         The identity of this run; files with another stamp are ignored.
+    credentials_required : bool
+        Ignore a file without credentials: the job runs on per-job TLS.
     """
 
-    def __init__(self, path: Path, stamp: dict | None):
+    def __init__(self, path: Path, stamp: dict | None, credentials_required: bool = False):
         self.path = path
         self.stamp = stamp
+        self.credentials_required = credentials_required
         self.looks = 0
         self.last: FileState = FileState("missing")
+        self._warned: set[str] = set()
 
     async def wait(self) -> Contact:
         """Return the contact once a complete file with our stamp is there.
@@ -174,6 +230,8 @@ class SchedulerFileReader:
         ------
         SchedulerStartError
             If the scheduler rank wrote that it could not start.
+        SchedulerFileError
+            If a file of this run holds contents of the wrong types.
         """
         delays = backoff_delays()
         watch = watch_directory(self.path.parent)
@@ -181,13 +239,22 @@ class SchedulerFileReader:
         try:
             while True:
                 self.looks += 1
-                self.last = look_once(self.path, self.stamp)
+                self.last = await asyncio.to_thread(look_once, self.path, self.stamp, self.credentials_required)
                 if self.last.kind == "ready":
                     return self.last.contact
                 if self.last.kind == "failed":
                     raise SchedulerStartError(
                         f"the scheduler rank could not start: {self.last.error} "
                         f"(reported in {self.path}); see the scheduler rank's output"
+                    )
+                if self.last.kind == "invalid":
+                    raise SchedulerFileError(f"the scheduler file of this run holds bad contents: {self.last.error}")
+                if self.last.kind == "untrusted" and self.last.error not in self._warned:
+                    self._warned.add(self.last.error)
+                    logger.warning(
+                        "ignoring %s: a scheduler file is used only if it is a regular file of yours that "
+                        "nobody else can write (see the security page of the documentation)",
+                        self.last.error,
                     )
                 await sleep(next(delays))
         finally:
@@ -199,6 +266,8 @@ class SchedulerFileReader:
         seen = {
             "missing": "no file there",
             "partial": "an incomplete or unreadable file",
+            "untrusted": f"a file it does not trust, ignored ({self.last.error})",
+            "invalid": f"bad contents ({self.last.error})",
             "stale": f"a stale file from another run ({self.last.stamp}), ignored",
             "ready": "the file",
             "failed": f"the scheduler rank's failure: {self.last.error}",
@@ -225,13 +294,38 @@ class SchedulerFileTransport(Transport):
     stamp : dict or None
         The identity of this launch, written into the file and required of
         it. ``None``: the file of a scheduler started outside the job, and
-        any complete scheduler file there is trusted.
+        any complete scheduler file of this user's there is trusted.
     """
 
     def __init__(self, path: Path, stamp: dict | None):
         self.path = path
         self.stamp = stamp
         self.reader = SchedulerFileReader(path, stamp)
+
+    async def prepare(self, publishes: bool, credentials_required: bool) -> None:
+        """Check the file's directory, on every rank, before anyone waits on it.
+
+        When this launch's scheduler writes the file (``stamp`` given), the
+        directory must exist and be writable; the publishing rank warns once
+        if other users can create files there.
+        """
+        self.reader.credentials_required = credentials_required
+        ours = self.stamp is not None
+        problem = await asyncio.to_thread(directory_problem, self.path.parent, writable=ours)
+        if problem:
+            raise SchedulerFileError(
+                f"{problem}, so the scheduler file {self.path} cannot be "
+                f"{'written' if ours else 'read'} there: create the directory, or pass "
+                "scheduler_file= a path on a filesystem that every node of the job sees"
+            )
+        if publishes:
+            shared = await asyncio.to_thread(shared_with_others, self.path.parent)
+            if shared:
+                logger.warning(
+                    "%s: other users can plant files there; the runner ignores every scheduler file "
+                    "that is not yours alone, but they can remove yours (see the security page)",
+                    shared,
+                )
 
     async def publish(self, contact: Contact, scheduler) -> None:
         publish_scheduler(self.path, contact, scheduler, self.stamp)
@@ -243,7 +337,10 @@ class SchedulerFileTransport(Transport):
         return self.reader.describe()
 
     def report_failure(self, error: str) -> None:
-        write_scheduler_file(self.path, None, self.stamp, extra={"error": error})
+        try:
+            write_scheduler_file(self.path, None, self.stamp, extra={"error": error})
+        except OSError as e:  # the waiting ranks find the same problem themselves
+            logger.warning("could not report the failure in %s: %s", self.path, e)
 
     def withdraw(self) -> None:
         remove_scheduler_file(self.path, self.stamp)
