@@ -25,8 +25,9 @@ from .parallel import ItemFailure, ParallelFor, parallel_for
 from .registry import Runner, register_runner
 from .roles import Role
 from .scheduler_file_runner import SchedulerFileRunner
-from .security import JobCredentials, connect
+from .security import JobCredentials
 from .slurm import SLURMRunner
+from .transport.scheduler_file import connect
 from .worker_setup import WorkerEnvironment, worker_environment
 
 __version__ = "0.1.0"

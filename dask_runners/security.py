@@ -15,8 +15,8 @@ The credentials reach the job's processes the same way the address does:
   (distributed's ``Security`` loads in-memory certificates through a
   temporary directory of its own, mode 0700, for the moment it takes.)
 
-:func:`connect` gives a process outside the job (a notebook on the login
-node) a client from the scheduler file.
+:func:`dask_runners.connect` gives a process outside the job (a notebook on
+the login node) a client from the scheduler file.
 
 The dashboard is plain HTTP and is not covered; see the security page of the
 documentation for binding or tunnelling it.
@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import logging
 import ssl
 import threading
-from pathlib import Path
 
 import dask.config
 import tornado.netutil
@@ -194,26 +192,3 @@ class TLSChoice:
 def connection_args(security, role: str) -> dict:
     """The keyword arguments with which ``role`` connects under ``security`` (none without TLS)."""
     return security.get_connection_args(role) if security is not None else {}
-
-
-def connect(scheduler_file, **client_kwargs):
-    """Connect a client from outside the job, with the job's credentials.
-
-    Parameters
-    ----------
-    scheduler_file : str or Path
-        The job's scheduler file (readable only by its owner).
-    **client_kwargs
-        Passed to :class:`distributed.Client`.
-
-    Returns
-    -------
-    distributed.Client
-    """
-    from distributed import Client
-
-    content = json.loads(Path(scheduler_file).read_text())
-    credentials = JobCredentials.from_dict(content.get("credentials"))
-    if credentials is not None:
-        client_kwargs.setdefault("security", credentials.security())
-    return Client(content["address"], **client_kwargs)

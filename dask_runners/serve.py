@@ -26,8 +26,7 @@ from .config import backoff_delays
 from .exceptions import ClusterNotFoundError
 from .flags import runner_options_from_flags
 from .registry import Runner
-from .security import connect
-from .transport.scheduler_file import DEFAULT_SCHEDULER_FILE, look_once
+from .transport.scheduler_file import DEFAULT_SCHEDULER_FILE, connect, look_once
 
 #: In a batch cluster a signal is the requested way to stop: exit 0.
 STOP_SIGNALS = {signal.SIGTERM: 0, signal.SIGINT: 0}

@@ -150,3 +150,14 @@ def test_paths_expand_the_home_and_variables_and_refuse_unknown_placeholders(mon
     assert scheduler_file_path("$SCRATCH_DIR/s.{step_id}.json", job, {}) == tmp_path / "scratch" / "s.0.json"
     with pytest.raises(LauncherEnvironmentError, match=r"holds \{data\}; the placeholders it may hold are \{job_id\}, \{step_id\}"):
         scheduler_file_path("s-{data}.json", job, {})
+
+
+def test_connect_from_outside_refuses_a_file_someone_else_could_have_written(tmp_path):
+    from dask_runners import ClusterNotFoundError, connect
+
+    path = ours(tmp_path / "cluster.json", stamped(credentials=CREDENTIALS))
+    os.chown(path, NOBODY, NOBODY)
+    with pytest.raises(ClusterNotFoundError, match=r"owned by another user \(owner nobody \(uid 65534\)"):
+        connect(path)
+    with pytest.raises(ClusterNotFoundError, match="found no file there"):
+        connect(tmp_path / "missing.json")

@@ -52,11 +52,22 @@ import time
 from pathlib import Path
 
 from ..config import backoff_delays
-from ..exceptions import LauncherEnvironmentError, SchedulerFileError, SchedulerStartError
+from ..exceptions import (
+    ClusterNotFoundError,
+    LauncherEnvironmentError,
+    SchedulerFileError,
+    SchedulerStartError,
+)
 from ..launchers import LOCAL_SCHEDULER_FILE_VAR
 from ..security import JobCredentials
 from . import Contact, Transport
-from .owned_files import UntrustedFile, directory_problem, read_owned, shared_with_others, write_privately
+from .owned_files import (
+    UntrustedFile,
+    directory_problem,
+    read_owned,
+    shared_with_others,
+    write_privately,
+)
 from .watch import watch_directory
 
 logger = logging.getLogger(__name__)
@@ -282,6 +293,42 @@ def remove_scheduler_file(path: Path, stamp: dict) -> None:
     """Remove ``path`` if it still holds the file stamped ``stamp``."""
     if look_once(path, stamp).kind == "ready":
         path.unlink(missing_ok=True)
+
+
+def connect(scheduler_file, **client_kwargs):
+    """Connect a client from outside the job, with the job's credentials.
+
+    The file is read as the runners read it: only a regular file of yours
+    that nobody else can write is used.
+
+    Parameters
+    ----------
+    scheduler_file : str or Path
+        The job's scheduler file (readable only by its owner); ``~`` and
+        environment variables are expanded.
+    **client_kwargs
+        Passed to :class:`distributed.Client`.
+
+    Returns
+    -------
+    distributed.Client
+
+    Raises
+    ------
+    ClusterNotFoundError
+        If there is no usable scheduler file at the path; the message says
+        what was found instead.
+    """
+    from distributed import Client
+
+    path = Path(os.path.expanduser(os.path.expandvars(str(scheduler_file)))).absolute()
+    state = look_once(path, None)
+    if state.kind != "ready":
+        found = {"missing": "no file there", "partial": "an incomplete or unreadable file"}.get(state.kind, state.error)
+        raise ClusterNotFoundError(f"no running cluster's scheduler file at {path}: found {found}")
+    if state.contact.credentials is not None:
+        client_kwargs.setdefault("security", state.contact.credentials.security())
+    return Client(state.contact.address, **client_kwargs)
 
 
 class SchedulerFileTransport(Transport):
