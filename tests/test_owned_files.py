@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from dask_runners import SchedulerFileError
-from dask_runners.exceptions import LauncherEnvironmentError
+from dask_runners import ConfigurationError, SchedulerFileError
 from dask_runners.job import JobContext
 from dask_runners.transport.owned_files import MAX_BYTES, directory_problem, write_privately
 from dask_runners.transport.scheduler_file import (
@@ -148,7 +147,7 @@ def test_paths_expand_the_home_and_variables_and_refuse_unknown_placeholders(mon
     monkeypatch.setenv("SCRATCH_DIR", str(tmp_path / "scratch"))
     assert scheduler_file_path("~/s-{job_id}.json", job, {}) == tmp_path / "s-7.json"
     assert scheduler_file_path("$SCRATCH_DIR/s.{step_id}.json", job, {}) == tmp_path / "scratch" / "s.0.json"
-    with pytest.raises(LauncherEnvironmentError, match=r"holds \{data\}; the placeholders it may hold are \{job_id\}, \{step_id\}"):
+    with pytest.raises(ConfigurationError, match=r"holds \{data\}; the placeholders it may hold are \{job_id\}, \{step_id\}"):
         scheduler_file_path("s-{data}.json", job, {})
 
 

@@ -54,6 +54,7 @@ from pathlib import Path
 from ..config import backoff_delays
 from ..exceptions import (
     ClusterNotFoundError,
+    ConfigurationError,
     LauncherEnvironmentError,
     SchedulerFileError,
     SchedulerStartError,
@@ -92,7 +93,7 @@ def scheduler_file_path(template, job, environ) -> Path:
     unknown = sorted({field for _, field, _, _ in string.Formatter().parse(template) if field} - set(PLACEHOLDERS))
     if unknown:
         known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
-        raise LauncherEnvironmentError(
+        raise ConfigurationError(
             f"scheduler_file={template!r} holds {', '.join(f'{{{name}}}' for name in unknown)}; "
             f"the placeholders it may hold are {known}"
         )

@@ -28,10 +28,12 @@ import json, os, sys
 job_id, what, port = sys.argv[1], sys.argv[2], sys.argv[3]
 path = f"scheduler-{job_id}.0.json"
 stamp = {"launcher": "slurm", "job_id": job_id, "step_id": "0", "restart_count": 0}
-if what == "forged":
+if what in ("forged", "forged-plain"):
     fake = {"certificate": "-----BEGIN CERTIFICATE-----", "key": "-----BEGIN PRIVATE KEY-----"}
     content = {"type": "Scheduler", "address": f"tls://127.0.0.1:{port}", "credentials": fake,
                "dask_runners": {"stamp": stamp}}
+    if what == "forged-plain":  # no credentials: would push the job onto plain TCP
+        content.update(address=f"tcp://127.0.0.1:{port}", credentials=None)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.write(fd, json.dumps(content).encode())
     os.close(fd)
@@ -95,10 +97,11 @@ def run_with_plant(directory: Path, what: str, port: int = 0):
     return launch(["salloc", "-n", "4", "bash", "-c", steps], directory)
 
 
-def test_a_forged_scheduler_file_is_ignored_and_never_contacted(shared_dir, attackers_listener):
+@pytest.mark.parametrize("forgery", ["forged", "forged-plain"], ids=["with credentials", "without"])
+def test_a_forged_scheduler_file_is_ignored_and_never_contacted(shared_dir, attackers_listener, forgery):
     port, connections = attackers_listener
-    result = run_with_plant(shared_dir, "forged", port)
-    assert "PLANTED forged" in result.stdout, result.report()
+    result = run_with_plant(shared_dir, forgery, port)
+    assert f"PLANTED {forgery}" in result.stdout, result.report()
     assert "STEP_RC=0" in result.stdout and "RESULT OK" in result.stdout, result.report()
     assert connections == [], "a rank connected to the attacker's address"
     # the scheduler's file replaced the forged one, so a rank may see it or not
