@@ -60,6 +60,19 @@ class _StartInterrupted(Exception):
     """A signal ended this rank's start; it leaves with the signal's exit code."""
 
 
+class _StoppedBeforeStart(Exception):
+    """The cluster stopped before the client code began.
+
+    It carries the :class:`ClusterStoppedError` to raise; that one is a
+    ``SystemExit``, which must not be raised inside the event loop (asyncio
+    lets it escape the loop, ending the loop's thread).
+    """
+
+    def __init__(self, failure: ClusterStoppedError):
+        super().__init__(str(failure))
+        self.failure = failure
+
+
 class BaseRunner(SyncMethodMixin):
     """Start a Dask cluster from the processes of one job.
 
@@ -360,7 +373,11 @@ class BaseRunner(SyncMethodMixin):
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
         tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
         prepared = self._carrier.prepare(role is Role.scheduler, tls.per_job and self.layout.scheduler)
-        await asyncio.wait_for(prepared, self.timeouts.discovery)
+        try:
+            await asyncio.wait_for(prepared, self.timeouts.discovery)
+        except asyncio.TimeoutError as e:
+            what = f"checking where {self._carrier.describe()} goes"
+            raise DiscoveryTimeoutError.after(self.state.log_prefix, self.timeouts.discovery, what) from e
         if role is Role.scheduler:
             return await self._serve_scheduler(tls)
         self.contact = await self._discover()
@@ -403,7 +420,7 @@ class BaseRunner(SyncMethodMixin):
             order = channel.stopped.result()  # or the SchedulerLostError
             failure = ClusterStoppedError(order.reason, order.exit_code)
             logger.error("%s: %s; the client code does not run", self.state.log_prefix, failure)
-            raise failure
+            raise _StoppedBeforeStart(failure)
         colocated = self._colocated_worker()
         self._session = ClientSession(self.state, channel, self.timeouts.shutdown, self._wake_main_thread, colocated)
         if colocated is not None:
@@ -445,9 +462,8 @@ class BaseRunner(SyncMethodMixin):
     def _notify(self) -> Notifier:
         return Notifier(self.callbacks, self.job)
 
-    def _wake_main_thread(self) -> None:
-        if self._signals is not None:
-            self._signals.wake_main_thread()
+    def _wake_main_thread(self) -> bool:
+        return self._signals is not None and self._signals.wake_main_thread()
 
     async def _start_once(self) -> int | None:
         if self._start_task is None:
@@ -493,9 +509,9 @@ class BaseRunner(SyncMethodMixin):
             if self.role is Role.client:
                 self._release_process()
                 raise JobInterrupted(self.state.signal_received, exit_code) from None
-        except ClusterStoppedError:  # a SystemExit: the job stopped before the client code began
+        except _StoppedBeforeStart as e:
             self._release_process()
-            raise
+            raise e.failure from None
         except Exception as e:
             self.abort_start(e)
             self._release_process()
@@ -538,6 +554,8 @@ class BaseRunner(SyncMethodMixin):
             # nothing interrupts the start but an error.
             try:
                 exit_code = await self._start_once()
+            except _StoppedBeforeStart as e:
+                raise e.failure from None
             except Exception as e:
                 self.abort_start(e)
                 raise

@@ -11,7 +11,8 @@ nothing (success)                      0
 any other exception                    1
 the preemption signal                  75 (``EX_TEMPFAIL`` of ``sysexits.h``)
 any other signal ``N``                 128 + ``N``
-a child's ``Popen.returncode`` ``-N``  128 + ``N``, as a shell reports it
+a child's ``Popen.returncode`` ``-N``  128 + ``N``, as a shell reports it (75 if
+                                       ``N`` is the preemption signal)
 =====================================  ==========================================
 
 75 lets a wrapper script tell a preempted job (worth requeueing) from a
@@ -32,7 +33,8 @@ def exit_status(ended_by=None, *, preemption_signal: int | None = None) -> int:
     ----------
     ended_by : None, BaseException, signal.Signals or int
         ``None`` for success; the exception that ended the work; the signal
-        that ended it (a :class:`signal.Signals`); or a child process's
+        that ended it (a :class:`signal.Signals`, or ``-N`` for signal ``N``,
+        as a real-time signal has no member there); or a child process's
         ``returncode``, negative when a signal killed it.
     preemption_signal : int, optional
         The signal that warns of preemption; it maps to :data:`EX_TEMPFAIL`.
@@ -48,8 +50,10 @@ def exit_status(ended_by=None, *, preemption_signal: int | None = None) -> int:
     if isinstance(ended_by, BaseException):
         return 1
     if isinstance(ended_by, signal.Signals):
-        return EX_TEMPFAIL if ended_by == preemption_signal else 128 + ended_by
-    return 128 - ended_by if ended_by < 0 else ended_by
+        ended_by = -int(ended_by)
+    if ended_by < 0:
+        return EX_TEMPFAIL if -ended_by == preemption_signal else 128 - ended_by
+    return ended_by
 
 
 def signal_name(signum: int) -> str:

@@ -119,8 +119,7 @@ class SignalPolicy:
 
     def exit_code(self, signum: int) -> int:
         """The exit status a rank leaves with after ``signum``."""
-        default = exit_status(signal.Signals(signum), preemption_signal=self.preemption_signal)
-        return self.exit_codes.get(signum, default)
+        return self.exit_codes.get(signum, exit_status(-signum, preemption_signal=self.preemption_signal))
 
     def handle(self, signum: int, frame) -> None:
         """Runs on the main thread when one of :attr:`signums` arrives."""

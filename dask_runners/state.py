@@ -63,7 +63,8 @@ class RankState:
         return f"{role} rank {self.rank}" if self.rank is not None else role
 
     def raise_failure_once(self) -> None:
-        """Raise :attr:`failure` if the client code has not seen it yet."""
+        """Raise :attr:`failure` if the client code has not seen it yet; the rank is closing then."""
         if self.failure is not None and not self.failure_raised:
             self.failure_raised = True
+            self.status = Status.closing
             raise self.failure

@@ -36,3 +36,9 @@ def test_the_preemption_signal_is_a_temporary_failure():
 def test_signal_names():
     assert signal_name(15) == "SIGTERM"
     assert signal_name(999) == "signal 999"
+
+
+def test_a_real_time_signal_has_a_status_too():
+    rt = signal.SIGRTMIN + 2  # no member of signal.Signals
+    assert exit_status(-rt) == 128 + rt
+    assert exit_status(-rt, preemption_signal=rt) == EX_TEMPFAIL

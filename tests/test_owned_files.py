@@ -149,6 +149,19 @@ def test_paths_expand_the_home_and_variables_and_refuse_unknown_placeholders(mon
     assert scheduler_file_path("$SCRATCH_DIR/s.{step_id}.json", job, {}) == tmp_path / "scratch" / "s.0.json"
     with pytest.raises(ConfigurationError, match=r"holds \{data\}; the placeholders it may hold are \{job_id\}, \{step_id\}"):
         scheduler_file_path("s-{data}.json", job, {})
+    for template in ("s-{}.json", "a{b.json", "s-{job_id!x}.json", "s-{job_id:%}.json"):
+        with pytest.raises(ConfigurationError, match="scheduler_file="):
+            scheduler_file_path(template, job, {})
+
+
+@pytest.mark.asyncio
+async def test_only_a_file_this_launch_writes_needs_its_directory_now(tmp_path):
+    from dask_runners.transport.scheduler_file import SchedulerFileTransport
+
+    missing = tmp_path / "not-yet" / "scheduler.json"
+    await SchedulerFileTransport(missing, None).prepare(False, False)  # a scheduler started elsewhere
+    with pytest.raises(SchedulerFileError, match="does not exist"):
+        await SchedulerFileTransport(missing, STAMP).prepare(False, True)
 
 
 def test_connect_from_outside_refuses_a_file_someone_else_could_have_written(tmp_path):

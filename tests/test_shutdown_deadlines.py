@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from dask_runners import ShutdownTimeoutError
+from dask_runners import ClusterStoppedError, ShutdownTimeoutError
 from dask_runners.control import ClusterControl
 from dask_runners.inprocess import InProcessRunner, InProcessWorld, RankExited
 
@@ -108,3 +108,28 @@ async def test_a_worker_that_cannot_start_raises_its_own_error_when_the_shutdown
     assert world.exit_codes == {0: 1}
     tasks[1].cancel()  # an asynchronous runner cannot interrupt the client code
     await asyncio.gather(tasks[1], return_exceptions=True)
+
+
+async def test_a_client_that_joins_a_stopping_cluster_is_told_so_and_the_loop_lives_on():
+    """The stop reaches the late client as ClusterStoppedError, raised outside the event loop."""
+    world = InProcessWorld(3)
+    errors = {}
+
+    async def rank_main(rank, delay=0.0):
+        await asyncio.sleep(delay)
+        try:
+            async with InProcessRunner(world, rank, **LIGHT, worker_setup=_failing_setup):
+                errors[rank] = "the client code ran"
+        except RankExited:
+            pass
+        except BaseException as e:  # noqa: BLE001 - SystemExit subclasses are what is checked
+            errors[rank] = e
+
+    scheduler, worker = asyncio.ensure_future(rank_main(0)), asyncio.ensure_future(rank_main(2))
+    await asyncio.wait_for(worker, 20)  # the worker failed, and asked for the shutdown
+    await asyncio.wait_for(rank_main(1), 20)  # the client joins only now
+    await asyncio.wait_for(scheduler, 20)
+    assert isinstance(errors[1], ClusterStoppedError), errors
+    assert errors[1].code == 1 and "could not start its worker" in errors[1].reason
+    assert world.exit_codes == {0: 1}
+    assert asyncio.get_running_loop().is_running()

@@ -38,7 +38,7 @@ class ClientSession:
         The scheduler's shutdown deadline.
     wake_main_thread : callable
         Interrupts the client code on the main thread, where a handler
-        raises the noted failure.
+        raises the noted failure; returns whether there is such a handler.
     colocated : ColocatedWorker or None
         The worker beside the client code (``exclusive_workers=False``).
     """
@@ -73,8 +73,12 @@ class ClientSession:
             return  # closed on purpose, as by Client.shutdown()
         logger.error("%s: %s; interrupting the client code", state.log_prefix, failure)
         state.failure = failure
-        state.status = Status.closing  # Client(runner) then closes instead of reconnecting
-        self.wake_main_thread()
+        # Client(runner) closes instead of reconnecting once the runner is
+        # closing, cancelling its futures. With a handler on the main thread,
+        # the handler says closing as it raises the failure, so that the
+        # client code meets the failure, not a cancelled future.
+        if not self.wake_main_thread():
+            state.status = Status.closing
 
     async def shutdown(self, exit_code: int, reason: str) -> None:
         """Shut the cluster down, workers first; wait until the scheduler confirms."""

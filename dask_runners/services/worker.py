@@ -201,6 +201,10 @@ class WorkerService:
             state.stop_service = lambda: close_server(server, f"dask-runners: {state.log_prefix} received a signal")
             started = await self._start_unless_stopped(server, channel)
         except Exception as e:
+            if state.signal_exit is not None:  # a signal closed the worker while it started
+                if channel is not None:
+                    await channel.close()
+                return state.signal_exit
             await self._report_start_failure(channel, e)
             raise
         if not started:  # the job stopped, or the scheduler was lost, while the worker started
@@ -230,9 +234,13 @@ class WorkerService:
         starting = asyncio.ensure_future(server)
         waits = [starting] if channel is None else [starting, channel.stopped]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
+        stopped = channel is not None and channel.stopped.done()
+        if starting.done() and not stopped:
             starting.result()  # the start's own error, if it failed
             return True
+        if starting.done():
+            starting.exception()  # the stop order explains a failed start; it is no error of its own
+            return False
         starting.cancel()
         await asyncio.gather(starting, return_exceptions=True)
         return False

@@ -66,10 +66,22 @@ def write_privately(path: Path, data: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temporary, flags, 0o600)
     try:
+        # Inherited ACLs or a mount's fixed file mode can override the mode
+        # asked for at creation; what goes in may be a private key.
+        os.fchmod(fd, 0o600)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            raise PermissionError(
+                f"{temporary} was created with mode {mode:04o}, not 0600, on this filesystem; "
+                "put the scheduler file on one that honours file modes"
+            )
         with os.fdopen(fd, "wb") as f:
+            fd = None
             f.write(data)
         os.replace(temporary, path)
     except BaseException:
+        if fd is not None:
+            os.close(fd)
         temporary.unlink(missing_ok=True)
         raise
 

@@ -90,9 +90,13 @@ def scheduler_file_path(template, job, environ) -> Path:
     expanded.
     """
     template = os.path.expanduser(os.path.expandvars(str(template)))
-    unknown = sorted({field for _, field, _, _ in string.Formatter().parse(template) if field} - set(PLACEHOLDERS))
+    known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+    except ValueError as e:  # an unmatched brace
+        raise ConfigurationError(f"scheduler_file={template!r} is not a valid template ({e}); use {known}") from None
+    unknown = sorted(fields - set(PLACEHOLDERS))
     if unknown:
-        known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
         raise ConfigurationError(
             f"scheduler_file={template!r} holds {', '.join(f'{{{name}}}' for name in unknown)}; "
             f"the placeholders it may hold are {known}"
@@ -107,7 +111,11 @@ def scheduler_file_path(template, job, environ) -> Path:
             )
         if job.step_id is None:
             template = "scheduler-{job_id}.json"
-    return Path(template.format(job_id=job.job_id, step_id=job.step_id)).absolute()
+    try:
+        name = template.format(job_id=job.job_id, step_id=job.step_id)
+    except (ValueError, IndexError) as e:  # a conversion or format spec that does not apply
+        raise ConfigurationError(f"scheduler_file={template!r} is not a valid template ({e}); use {known}") from None
+    return Path(name).absolute()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,13 +366,14 @@ class SchedulerFileTransport(Transport):
         if other users can create files there.
         """
         self.reader.credentials_required = credentials_required
-        ours = self.stamp is not None
-        problem = await asyncio.to_thread(directory_problem, self.path.parent, writable=ours)
+        if self.stamp is None:
+            return  # a scheduler started elsewhere: its directory may still be on its way
+        problem = await asyncio.to_thread(directory_problem, self.path.parent, writable=True)
         if problem:
             raise SchedulerFileError(
-                f"{problem}, so the scheduler file {self.path} cannot be "
-                f"{'written' if ours else 'read'} there: create the directory, or pass "
-                "scheduler_file= a path on a filesystem that every node of the job sees"
+                f"{problem}, so the scheduler file {self.path} cannot be written there: create "
+                "the directory, or pass scheduler_file= a path on a filesystem that every node "
+                "of the job sees"
             )
         if publishes:
             shared = await asyncio.to_thread(shared_with_others, self.path.parent)
