@@ -60,7 +60,6 @@ from ..exceptions import (
     SchedulerStartError,
 )
 from ..launchers import LOCAL_SCHEDULER_FILE_VAR
-from ..security import JobCredentials
 from . import Contact, Transport
 from .owned_files import (
     UntrustedFile,
@@ -200,10 +199,9 @@ def look_once(path: Path, stamp: dict | None, credentials_required: bool = False
     problem = _bad_contents(content)
     if problem:
         return FileState("invalid", stamp=stamp, error=f"{path}: {problem}")
-    credentials = JobCredentials.from_dict(content.get("credentials"))
-    if credentials_required and credentials is None:
+    contact = Contact.from_dict(content, serves_control="dask_runners" in content)
+    if credentials_required and contact.credentials is None:
         return FileState("untrusted", error=f"{path}: no credentials in it, and this job runs on TLS")
-    contact = Contact(content["address"], credentials, serves_control="dask_runners" in content)
     return FileState("ready", contact=contact, stamp=stamp)
 
 
