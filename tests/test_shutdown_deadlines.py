@@ -2,8 +2,11 @@
 
 import asyncio
 import logging
+import re
 
 import pytest
+
+from distributed import WorkerPlugin
 
 from dask_runners import ClusterStoppedError, ShutdownTimeoutError
 from dask_runners.control import ClusterControl
@@ -133,3 +136,48 @@ async def test_a_client_that_joins_a_stopping_cluster_is_told_so_and_the_loop_li
     assert errors[1].code == 1 and "could not start its worker" in errors[1].reason
     assert world.exit_codes == {0: 1}
     assert asyncio.get_running_loop().is_running()
+
+
+class _SlowToCloseOnRank3(WorkerPlugin):
+    """A plugin whose setup fails on every worker, and whose teardown takes
+    two seconds on rank 3: the stop order reaches rank 3 while its failed
+    start is still closing the worker."""
+
+    async def setup(self, worker):
+        raise RuntimeError("the model file is missing")
+
+    async def teardown(self, worker):
+        if worker.name == 3:
+            await asyncio.sleep(2)
+
+
+async def test_a_stop_order_that_meets_a_failing_start_lets_the_worker_close(caplog):
+    """Cancelled mid-close, a worker never finishes closing: the rank then
+    waited its whole shutdown deadline (as a 4-rank srun job did, now and then)."""
+    world = InProcessWorld(4)
+    ended = {}
+
+    async def rank_main(rank):
+        try:
+            options = {"nthreads": 1, "plugins": [_SlowToCloseOnRank3()]}
+            async with InProcessRunner(
+                world, rank, scheduler_options={"dashboard": False}, worker_options=options, timeouts={"shutdown": 10}
+            ):
+                await asyncio.sleep(3600)  # the client code; the failed starts stop the job
+        except RankExited:
+            pass
+        except BaseException:  # noqa: BLE001 - the worker ranks raise their start error
+            pass
+        ended[rank] = asyncio.get_running_loop().time()
+
+    start = asyncio.get_running_loop().time()
+    with caplog.at_level(logging.WARNING):
+        tasks = [asyncio.ensure_future(rank_main(rank)) for rank in range(4)]
+        await asyncio.wait_for(asyncio.gather(tasks[2], tasks[3]), 30)
+        tasks[1].cancel()  # an asynchronous runner cannot interrupt the client code
+        await asyncio.gather(tasks[1], return_exceptions=True)
+        await asyncio.wait_for(tasks[0], 30)
+    assert ended[3] - start < 6, ended[3] - start  # its two-second close, not the 10 s deadline
+    assert "did not close within" not in caplog.text
+    assert not re.search(r"rank\(s\) \[[\d, ]*3\] did not leave", caplog.text)
+    assert world.exit_codes[0] == 1

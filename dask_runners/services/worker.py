@@ -208,7 +208,8 @@ class WorkerService:
             await self._report_start_failure(channel, e)
             raise
         if not started:  # the job stopped, or the scheduler was lost, while the worker started
-            await close_worker(server, state.log_prefix, self.shutdown_timeout)
+            if server.status not in (Status.closing, Status.closed, Status.failed):  # a failed start closed it
+                await close_worker(server, state.log_prefix, self.shutdown_timeout)
             await channel.close()
             state.status = Status.closed
             return self._exit_code_of_stop(channel)
@@ -224,12 +225,14 @@ class WorkerService:
         self.notify("on_worker_stop", exit_code=exit_code)
         return exit_code
 
-    @staticmethod
-    async def _start_unless_stopped(server, channel: ControlChannel | None) -> bool:
+    async def _start_unless_stopped(self, server, channel: ControlChannel | None) -> bool:
         """Start the worker; ``False`` if the stop order (or the scheduler's loss) came first.
 
         A worker that is starting waits for its scheduler without a deadline
-        of its own; the control channel knows at once when there is none.
+        of its own; the control channel knows at once when there is none. A
+        start that is already failing (its worker closing) is left to finish,
+        within the shutdown deadline: cancelled mid-close, the worker would
+        never be closed.
         """
         starting = asyncio.ensure_future(server)
         waits = [starting] if channel is None else [starting, channel.stopped]
@@ -238,6 +241,8 @@ class WorkerService:
         if starting.done() and not stopped:
             starting.result()  # the start's own error, if it failed
             return True
+        if not starting.done() and server.status in (Status.closing, Status.closed, Status.failed):
+            await asyncio.wait([starting], timeout=self.shutdown_timeout)
         if starting.done():
             starting.exception()  # the stop order explains a failed start; it is no error of its own
             return False
