@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 from .base import BaseRunner
@@ -12,6 +13,9 @@ from .signals import let_signals_end_the_process
 from .transport import FixedAddress, Transport
 from .transport.broadcast import BroadcastTransport
 from .transport.scheduler_file import SchedulerFileTransport, scheduler_file_path
+
+#: Seconds a rank that aborts the job waits after printing its error, for the launcher to forward it.
+ABORT_GRACE = 0.2
 
 
 class MPIRunner(BaseRunner):
@@ -88,10 +92,14 @@ class MPIRunner(BaseRunner):
 
         The other ranks may be waiting in the broadcast or for this rank to
         join; ``MPI_Abort`` ends them all now instead of at their deadlines.
-        The error is printed first, since the abort ends this process too.
+        The error is printed first, since the abort ends this process too,
+        and the launcher is given :data:`ABORT_GRACE` to forward it: MPICH's
+        Hydra kills every rank on the abort and drops output it has not yet
+        read from the rank's pipe (about one run in eight, here).
         """
         traceback.print_exception(exc)
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE)
         self.comm.Abort(1)
 
     def exit_process(self, exit_code: int):
