@@ -450,7 +450,7 @@ class BaseRunner(SyncMethodMixin):
         )
 
     def _worker_spec(self) -> WorkerSpec:
-        return WorkerSpec(self.worker_class, dict(self.worker_options), self.worker_setup, self.worker_name)
+        return WorkerSpec(self.worker_class, dict(self.worker_options), self.worker_setup, self.worker_name, self.job)
 
     def _colocated_worker(self) -> ColocatedWorker | None:
         """With ``exclusive_workers=False``: the worker beside the scheduler or client."""

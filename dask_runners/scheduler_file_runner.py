@@ -62,8 +62,6 @@ class SchedulerFileRunner(BaseRunner):
         # Without a scheduler of our own, the file comes from outside the job
         # and carries no stamp of this launch.
         self.transport = SchedulerFileTransport(self.scheduler_file, self.stamp if self.scheduler else None)
-        if self.job.cpus_per_task:
-            self.worker_options.setdefault("nthreads", self.job.cpus_per_task)
 
     @classmethod
     def for_launcher(cls, launcher: str, environ=None, **kwargs) -> SchedulerFileRunner:

@@ -22,6 +22,7 @@ from distributed.utils import import_term
 from ..control import ControlChannel, StopOrder
 from ..exceptions import SchedulerLostError, ShutdownTimeoutError
 from ..job import visible_gpus
+from ..sizing import node_share
 from ..state import RankState
 
 logger = logging.getLogger(__name__)
@@ -115,13 +116,17 @@ class WorkerSpec:
         A per-worker environment plugin to register.
     name_prefix : str or None
         With one, workers are named ``{name_prefix}-{name}``.
+    job : JobContext or None
+        Where the rank sits; ``memory_limit`` and ``nthreads`` default to its
+        share of the node (see :mod:`dask_runners.sizing`).
     """
 
-    def __init__(self, worker_class="distributed.Worker", options=None, setup=None, name_prefix=None):
+    def __init__(self, worker_class="distributed.Worker", options=None, setup=None, name_prefix=None, job=None):
         self.worker_class = worker_class
         self.options = dict(options or {})
         self.setup = setup
         self.name_prefix = name_prefix
+        self.job = job
 
     def make(self, address: str, name, security):
         """The worker (or nanny) for the scheduler at ``address``, made but not started."""
@@ -129,6 +134,9 @@ class WorkerSpec:
         options = dict(self.options)
         options.setdefault("name", name if self.name_prefix is None else f"{self.name_prefix}-{name}")
         options.setdefault("local_directory", node_local_directory())
+        if "memory_limit" not in options or "nthreads" not in options:
+            for key, value in node_share(self.job).worker_options().items():
+                options.setdefault(key, value)
         if security is not None:
             options.setdefault("security", security)
         if self.setup is not None:
