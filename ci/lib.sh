@@ -61,6 +61,16 @@ wait_for() {
   done
 }
 
+# node_memory_mb [SHARE]: the MiB a node of the test Slurm declares (RealMemory), so that jobs may
+# ask for --mem and --mem-per-cpu: the machine's memory, less 512 MiB for the system, divided by SHARE
+# (the emulated nodes of the multi-node Slurm share one machine). Memory is not a consumable
+# resource here (CR_Core): a request sets SLURM_MEM_PER_NODE / SLURM_MEM_PER_CPU, nothing enforces it.
+node_memory_mb() {
+  local total_kb
+  total_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+  echo $(( (total_kb / 1024 - 512) / ${1:-1} ))
+}
+
 # slurm.conf settings that work in a container without systemd or cgroup delegation
 # (see shared/notes/real-launchers.md); both the single-node and the multi-node Slurm use them.
 SLURM_CONTAINER_SETTINGS="SlurmUser=root

@@ -59,7 +59,7 @@ write_if_changed "$MN_STATE/etc/resolv.conf" "# emulated nodes: names come from 
 
 node_lines=""
 for n in "${NODES[@]}"; do
-  node_lines+="NodeName=$n NodeHostname=$n NodeAddr=$(node_ip "$n") CPUs=$CPUS State=UNKNOWN"$'\n'
+  node_lines+="NodeName=$n NodeHostname=$n NodeAddr=$(node_ip "$n") CPUs=$CPUS RealMemory=$(node_memory_mb ${#NODES[@]}) State=UNKNOWN"$'\n'
 done
 CONF_TEXT="# Written by dask_runners ci/start-multinode-slurm.sh: 4 emulated nodes in network namespaces.
 ClusterName=multinode

@@ -45,7 +45,7 @@ SlurmdDebug=info
 KillWait=5
 InactiveLimit=0
 MinJobAge=60
-NodeName=$NODE NodeAddr=$ADDR CPUs=$CPUS State=UNKNOWN
+NodeName=$NODE NodeAddr=$ADDR CPUs=$CPUS RealMemory=$(node_memory_mb) State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE OverSubscribe=FORCE:4 State=UP"
 if [[ "$(cat "$SLURM_CONF_FILE" 2>/dev/null)" != "$CONF_TEXT" ]]; then
   log "writing $SLURM_CONF_FILE"

@@ -104,7 +104,12 @@ def _limits_up(mount: Path, path: str, name: str) -> list[int]:
 
 def node_memory(environ: Mapping[str, str], cpus_on_node: int, cgroup_limit: int | None,
                 total: int) -> tuple[int, str]:
-    """Bytes the launch may use on this node, and which limit said so."""
+    """Bytes the launch may use on this node, and which limit said so.
+
+    ``cpus_on_node`` are the CPUs Slurm allotted on the node, which
+    ``SLURM_MEM_PER_CPU`` multiplies (even where the node declares more CPUs
+    than it has).
+    """
     candidates = [(total, "the node's memory")]
     if cgroup_limit is not None:
         candidates.append((cgroup_limit, "the memory cgroup"))
@@ -129,7 +134,8 @@ def node_share(job=None, environ: Mapping[str, str] | None = None, *, affinity: 
     mask = len(os.sched_getaffinity(0) if affinity is None else affinity)
     machine = machine_cpus or os.cpu_count() or mask
     on_node = env.get("SLURM_CPUS_ON_NODE", "")
-    allotted = min(machine, int(on_node)) if on_node.isdigit() and int(on_node) > 0 else machine
+    slurm_cpus = int(on_node) if on_node.isdigit() and int(on_node) > 0 else None
+    allotted = min(machine, slurm_cpus or machine)
     nthreads = min(mask, allotted // ranks)
     cpus_per_task = getattr(job, "cpus_per_task", None)
     if cpus_per_task:
@@ -137,7 +143,7 @@ def node_share(job=None, environ: Mapping[str, str] | None = None, *, affinity: 
     if cgroup_limit is False:
         cgroup_limit = cgroup_memory_limit()
     total = psutil.virtual_memory().total if total_memory is None else total_memory
-    memory, source = node_memory(env, allotted, cgroup_limit, total)
+    memory, source = node_memory(env, slurm_cpus or allotted, cgroup_limit, total)
     return NodeShare(memory // ranks, max(nthreads, 1), memory, source, ranks)
 
 
