@@ -11,3 +11,9 @@ bash "$here/start-multinode-slurm.sh"
 PIP_ROOT_USER_ACTION=ignore python -m pip install --quiet --disable-pip-version-check -e "$here/..[test,mpi,docs]"
 # Bytecode for the editable package, as a wheel install would have it.
 python -m compileall -q "$here/../dask_runners"
+# The dashboard extra (bokeh) in an environment of its own that sees the packages above: a scheduler
+# imports bokeh when it starts its dashboard, which would slow every other test's start.
+DASHBOARD_ENV=/opt/dask-runners-ci/dashboard-env
+[[ -x $DASHBOARD_ENV/bin/python ]] || python -m venv --system-site-packages "$DASHBOARD_ENV"
+"$DASHBOARD_ENV/bin/python" -c "import bokeh" 2>/dev/null ||
+  PIP_ROOT_USER_ACTION=ignore "$DASHBOARD_ENV/bin/python" -m pip install --quiet --disable-pip-version-check "bokeh>=3.1"

@@ -42,6 +42,7 @@ from .control import ControlChannel
 from .exceptions import ClusterStoppedError, DiscoveryTimeoutError, JobInterrupted
 from .exit_status import exit_status
 from .launchers import launch_facts
+from .logs import configure_rank_logging
 from .roles import RankLayout, Role
 from .security import TLSChoice, connection_args
 from .services import Hooks, Notifier
@@ -236,6 +237,8 @@ class BaseRunner(SyncMethodMixin):
         #: The ``distributed.Security`` this rank connects with, once started.
         self.security = security if not isinstance(security, bool) else None
         self.exit_code: int | None = None
+        #: This rank's own log file (``runners.logging.directory``), if it writes one.
+        self.log_file = None
         self._carrier: Transport | None = None
         self._service: SchedulerService | None = None
         self._session: ClientSession | None = None
@@ -350,6 +353,18 @@ class BaseRunner(SyncMethodMixin):
         return None if self.contact is None else self.contact.credentials
 
     @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's address as the user's browser reaches it, once the runner has started.
+
+        A dashboard on the loopback interface (the default, see
+        :mod:`dask_runners.dashboard`) is ``http://localhost:<port>/status``
+        at the user's end of the SSH tunnel that the ready line gives (also
+        ``runner.contact.dashboard.tunnel``).
+        """
+        dashboard = None if self.contact is None else self.contact.dashboard
+        return None if dashboard is None else dashboard.link
+
+    @property
     def scheduler_address(self) -> str | None:
         """The scheduler's address, once the runner has started."""
         return None if self.contact is None else self.contact.address
@@ -370,6 +385,8 @@ class BaseRunner(SyncMethodMixin):
     async def _start(self) -> int | None:
         """Take this process's role and serve it; return the exit code of a service rank."""
         self.state.role = role = Role(await self.get_role())
+        if not self._asynchronous:  # the rank owns its process, and so its logging
+            self.log_file = configure_rank_logging(role, self.rank)
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
         tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
         prepared = self._carrier.prepare(role is Role.scheduler, tls.per_job and self.layout.scheduler)

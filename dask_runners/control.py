@@ -41,6 +41,7 @@ from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .config import backoff_delays
+from .dashboard import Dashboard
 from .exceptions import SchedulerLostError, ShutdownTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,18 @@ class ClusterControl(SchedulerPlugin):
         How long :meth:`drain` waits for ranks to leave.
     lease : float
         How long a rank may stay silent (no heartbeat) before it counts as gone.
+    expected_workers : int or None
+        How many workers the job has, if known: once they all run, the
+        client rank is told that the cluster is ready (:func:`ready_summary`).
     """
 
     name = "dask-runners-control"
 
-    def __init__(self, scheduler, expected_members, shutdown_timeout, lease):
+    def __init__(self, scheduler, expected_members, shutdown_timeout, lease, expected_workers=None):
         self.scheduler = scheduler
         self.expected_members = expected_members
+        self.expected_workers = expected_workers
+        self._ready: dict | None = None
         self.shutdown_timeout = shutdown_timeout
         self.lease = lease
         self.members: dict[int | str, _Member] = {}
@@ -152,6 +158,8 @@ class ClusterControl(SchedulerPlugin):
             await self._send_stop(member)
         else:
             await comm.write({"op": "welcome"})
+            if self._ready is not None and role == "client":
+                await comm.write(self._ready)
         try:
             while True:
                 message = await asyncio.wait_for(comm.read(), self.lease)
@@ -209,6 +217,7 @@ class ClusterControl(SchedulerPlugin):
     # -- waiting for workers -----------------------------------------------------
     def add_worker(self, scheduler, worker: str) -> None:
         self._worker_arrived.set()
+        self._tell_client_when_ready()
 
     def log_event(self, topic, msg) -> None:
         # A worker registers while it is still starting; it counts as running
@@ -216,6 +225,25 @@ class ClusterControl(SchedulerPlugin):
         # logs that change as an event, and that is the only hook it offers.
         if isinstance(msg, dict) and msg.get("action") == "worker-status-change":
             self._worker_arrived.set()
+            # The event comes before the scheduler counts the worker as running.
+            asyncio.get_running_loop().call_soon(self._tell_client_when_ready)
+
+    def _tell_client_when_ready(self) -> None:
+        """Once every expected worker runs, send the client rank what the cluster is (once)."""
+        expected = self.expected_workers
+        if self._ready is not None or self._stopping or not expected or len(self.scheduler.running) < expected:
+            return
+        self._ready = {"op": "ready", **ready_summary(self.scheduler)}
+        for member in self.members.values():
+            if member.role == "client":
+                asyncio.ensure_future(self._send_quietly(member, self._ready))
+
+    @staticmethod
+    async def _send_quietly(member: _Member, message: dict) -> None:
+        try:
+            await member.comm.write(message)
+        except (CommClosedError, OSError):
+            pass  # the rank is gone; its connection's end says so
 
     async def wait_for_workers(self, n: int, timeout: float) -> list[str]:
         """Return the running workers' names once there are ``n``, or at ``timeout``.
@@ -329,6 +357,19 @@ class ClusterControl(SchedulerPlugin):
             member.left.set()
 
 
+def ready_summary(scheduler) -> dict:
+    """What the running workers of ``scheduler`` add up to, as JSON-ready data."""
+    workers = list(scheduler.running)
+    dashboard = Dashboard.of(scheduler)
+    return {
+        "workers": len(workers),
+        "threads": sum(ws.nthreads for ws in workers),
+        "memory": sum(ws.memory_limit or 0 for ws in workers),
+        "nodes": len({ws.host for ws in workers}),
+        "dashboard": None if dashboard is None else dashboard.to_dict(),
+    }
+
+
 class ControlChannel:
     """A rank's end of the control connection.
 
@@ -343,6 +384,8 @@ class ControlChannel:
         loop = asyncio.get_running_loop()
         self.stopped: asyncio.Future[StopOrder] = loop.create_future()
         self.joined: asyncio.Future[None] = loop.create_future()
+        #: What the cluster is, once every expected worker runs (client rank only).
+        self.ready: asyncio.Future[dict] = loop.create_future()
         self._listener = asyncio.ensure_future(self._listen())
         self._heartbeat = asyncio.ensure_future(self._beat(lease / 4))
 
@@ -373,6 +416,8 @@ class ControlChannel:
                 message = await self.comm.read()
                 if not self.joined.done():
                     self.joined.set_result(None)
+                if message.get("op") == "ready" and not self.ready.done():
+                    self.ready.set_result(message)
                 if message.get("op") == "stop" and not self.stopped.done():
                     order = StopOrder(message["exit_code"], message["reason"], message.get("client_lost", False))
                     self.stopped.set_result(order)
@@ -415,4 +460,6 @@ class ControlChannel:
         self._heartbeat.cancel()
         if not self.stopped.done():
             self.stopped.cancel()
+        if not self.ready.done():
+            self.ready.cancel()
         await self.comm.close()

@@ -14,10 +14,13 @@ import asyncio
 import logging
 import time
 
+import psutil
+from dask.utils import format_bytes
 from distributed.core import Status, rpc
 
 from ..config import backoff_delays
 from ..control import WAIT_FOR_WORKERS, ControlChannel
+from ..dashboard import Dashboard
 from ..exceptions import ClusterStoppedError, WorkersTimeoutError
 from ..state import RankState
 from .worker import ColocatedWorker
@@ -58,6 +61,12 @@ class ClientSession:
         self.colocated = colocated
         if channel is not None:
             channel.stopped.add_done_callback(self._on_cluster_stopped)
+            channel.ready.add_done_callback(self._on_cluster_ready)
+
+    def _on_cluster_ready(self, ready: asyncio.Future) -> None:
+        """Every expected worker runs: say in one line what the cluster is."""
+        if not ready.cancelled():
+            logger.info("%s: %s", self.state.log_prefix, ready_line(ready.result(), since_launch()))
 
     def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
         """The cluster stopped: a failure if the client code did not ask for it."""
@@ -98,6 +107,26 @@ class ClientSession:
         finally:
             await channel.close()
             state.status = Status.closed
+
+
+def since_launch() -> float:
+    """Seconds since this process started."""
+    return time.time() - psutil.Process().create_time()
+
+
+def ready_line(summary: dict, seconds: float) -> str:
+    """The client rank's line when the cluster is ready, from the scheduler's summary."""
+    workers, nodes = summary["workers"], summary["nodes"]
+    line = (
+        f"cluster ready in {seconds:.1f} s: {workers} worker{'s' * (workers != 1)}, "
+        f"{summary['threads']} threads, {format_bytes(summary['memory'])} on {nodes} node{'s' * (nodes != 1)}"
+    )
+    dashboard = Dashboard.from_dict(summary.get("dashboard"))
+    if dashboard is None:
+        return line
+    if dashboard.tunnel is None:
+        return f"{line}; dashboard {dashboard.link}"
+    return f"{line}; dashboard {dashboard.link} after `{dashboard.tunnel}`"
 
 
 async def wait_for_workers(address: str, connection_args: dict, n_workers: int, timeout: float, ours: bool) -> None:

@@ -13,6 +13,7 @@ import logging
 from distributed.core import Status
 
 from ..control import ClusterControl
+from ..dashboard import Dashboard, scheduler_dashboard_options
 from ..exceptions import DiscoveryTimeoutError
 from ..limits import raise_open_file_limit
 from ..roles import RankLayout
@@ -102,7 +103,7 @@ class SchedulerService:
 
         await self.hooks.before_scheduler_start()
         raise_open_file_limit(self.world_size)
-        options = dict(self.options)
+        options = scheduler_dashboard_options(self.options)
         self.security, credentials = self.tls.for_scheduler()
         if self.security is not None:
             options.setdefault("security", self.security)
@@ -111,7 +112,9 @@ class SchedulerService:
         scheduler = Scheduler(**options)
         await scheduler
         expected = None if self.world_size is None else self.world_size - 1
-        self.control = control = ClusterControl(scheduler, expected, self.timeouts.shutdown, self.timeouts.lease)
+        self.control = control = ClusterControl(
+            scheduler, expected, self.timeouts.shutdown, self.timeouts.lease, self.layout.n_workers(self.world_size)
+        )
         control.install()
         self.state.stop_service = self._close_on_signal
         if self.layout.client:
@@ -123,7 +126,7 @@ class SchedulerService:
                 self.state.log_prefix,
                 scheduler.address,
             )
-        self.contact = Contact(scheduler.address, credentials)
+        self.contact = Contact(scheduler.address, credentials, dashboard=Dashboard.of(scheduler))
         await self.transport.publish(self.contact, scheduler)
         await self.hooks.set_scheduler_address(scheduler)
         return scheduler

@@ -21,6 +21,7 @@ from distributed.utils import import_term
 
 from ..control import ControlChannel, StopOrder
 from ..exceptions import SchedulerLostError, ShutdownTimeoutError
+from ..dashboard import worker_dashboard_options
 from ..job import visible_gpus
 from ..sizing import node_share
 from ..state import RankState
@@ -134,6 +135,7 @@ class WorkerSpec:
         options = dict(self.options)
         options.setdefault("name", name if self.name_prefix is None else f"{self.name_prefix}-{name}")
         options.setdefault("local_directory", node_local_directory())
+        options = worker_dashboard_options(options)
         if "memory_limit" not in options or "nthreads" not in options:
             for key, value in node_share(self.job).worker_options().items():
                 options.setdefault(key, value)

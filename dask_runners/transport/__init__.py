@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 
+from ..dashboard import Dashboard
 from ..security import JobCredentials
 
 
@@ -40,21 +41,26 @@ class Contact:
         Whether the scheduler is a dask_runners one, which serves the
         runner's control channel; workers that join it from another job are
         then stopped in its shutdown like its own.
+    dashboard : Dashboard or None
+        Where the scheduler's dashboard listens, if it has one.
     """
 
     address: str
     credentials: JobCredentials | None = None
     serves_control: bool = True
+    dashboard: Dashboard | None = None
 
     def to_dict(self) -> dict:
         """The contact as JSON-ready data (credentials included)."""
         credentials = None if self.credentials is None else self.credentials.to_dict()
-        return {"address": self.address, "credentials": credentials}
+        dashboard = None if self.dashboard is None else self.dashboard.to_dict()
+        return {"address": self.address, "credentials": credentials, "dashboard": dashboard}
 
     @classmethod
     def from_dict(cls, data: dict, serves_control: bool = True) -> Contact:
         """The contact that :meth:`to_dict` wrote."""
-        return cls(data["address"], JobCredentials.from_dict(data.get("credentials")), serves_control)
+        credentials = JobCredentials.from_dict(data.get("credentials"))
+        return cls(data["address"], credentials, serves_control, Dashboard.from_dict(data.get("dashboard")))
 
 
 class Transport(abc.ABC):

@@ -9,6 +9,7 @@ replace or remove files (unless the directory is sticky). So:
   start (never opening a path that already exists), writes it and renames it
   into place: a planted name is never written through, and a reader sees the
   old file, no file or the whole new one;
+* :func:`append_privately` opens a log file the same careful way;
 * :func:`read_owned` opens with ``O_NOFOLLOW | O_NONBLOCK`` (a symbolic link
   is refused, a FIFO never blocks), then checks the open file itself: a
   regular file, owned by this user, writable by nobody else, and of a
@@ -112,15 +113,7 @@ def read_owned(path: Path, *, private: bool = False) -> bytes:
             raise UntrustedFile(path, "a symbolic link") from None
         raise
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UntrustedFile(path, f"{_KINDS.get(stat.S_IFMT(st.st_mode), 'not a regular file')}", st)
-        if st.st_uid != os.geteuid():
-            raise UntrustedFile(path, "owned by another user", st)
-        if st.st_mode & 0o022:
-            raise UntrustedFile(path, "writable by group or others", st)
-        if private and st.st_mode & 0o044:
-            raise UntrustedFile(path, "readable by group or others", st)
+        st = _check_owned(fd, path, private)
         if st.st_size > MAX_BYTES:
             raise UntrustedFile(path, f"larger than {MAX_BYTES} bytes", st)
         chunks, size = [], 0
@@ -135,6 +128,43 @@ def read_owned(path: Path, *, private: bool = False) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _check_owned(fd: int, path: Path, private: bool) -> os.stat_result:
+    """The open file's status, if it is a regular file of this user's that nobody else may write."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise UntrustedFile(path, f"{_KINDS.get(stat.S_IFMT(st.st_mode), 'not a regular file')}", st)
+    if st.st_uid != os.geteuid():
+        raise UntrustedFile(path, "owned by another user", st)
+    if st.st_mode & 0o022:
+        raise UntrustedFile(path, "writable by group or others", st)
+    if private and st.st_mode & 0o044:
+        raise UntrustedFile(path, "readable by group or others", st)
+    return st
+
+
+def append_privately(path: Path):
+    """``path`` opened for appending text, created with mode 0600 if missing.
+
+    A symbolic link, a FIFO (``O_NONBLOCK``: opening one never blocks), or
+    a file that is not this user's alone raises :class:`UntrustedFile`.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UntrustedFile(path, "a symbolic link") from None
+        if e.errno == errno.ENXIO:
+            raise UntrustedFile(path, "a FIFO") from None
+        raise
+    try:
+        _check_owned(fd, path, private=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "a", buffering=1, encoding="utf-8")
 
 
 def directory_problem(directory: Path, *, writable: bool) -> str | None:

@@ -163,6 +163,8 @@ def publish_scheduler(path: Path, contact: Contact, scheduler, stamp: dict) -> N
     extra = {"id": scheduler.id, "services": services}
     if contact.credentials is not None:
         extra["credentials"] = contact.credentials.to_dict()
+    if contact.dashboard is not None:
+        extra["dashboard"] = contact.dashboard.to_dict()
     write_scheduler_file(path, contact.address, stamp, extra=extra)
 
 
