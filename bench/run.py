@@ -42,7 +42,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = BENCH_DIR.parent / "dask_runners"
 WORKLOADS = BENCH_DIR / "workloads"
-TAG_VAR = "DASK_RUNNERS_BENCH_TAG"  # set in every launched process; finds stragglers
+TAG_VAR = "RUNNERS_BENCH_TAG"  # set in every launched process; finds stragglers
 PACKAGES = ("dask", "distributed", "dask-runners", "dask-jobqueue", "dask-mpi", "mpi4py")
 OPENMPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 MULTINODE_CONF = "/etc/slurm-multinode/slurm.conf"  # ci/start-multinode-slurm.sh

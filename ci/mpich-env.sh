@@ -9,7 +9,7 @@
 # Only for MPICH launches: under mpirun/srun --mpi=pmix (Open MPI) do not have this sourced.
 
 _dr_mpich_env() {
-  local dir=${DASK_RUNNERS_CI_MPICH_LIB:-/opt/dask-runners-ci/mpich-lib} lib
+  local dir=${RUNNERS_CI_MPICH_LIB:-/opt/dask-runners-ci/mpich-lib} lib
   lib=$(ldconfig -p 2>/dev/null | awk '$1 == "libmpich.so.12" {print $NF; exit}')
   [[ -n $lib ]] || lib=$(ls /usr/lib/*/libmpich.so.12 2>/dev/null | head -n1)
   if [[ -z $lib ]]; then

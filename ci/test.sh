@@ -6,5 +6,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 
 bash ci/setup.sh
-export DASK_RUNNERS_REQUIRE_LAUNCHERS=1
+export RUNNERS_REQUIRE_LAUNCHERS=1
 python -m pytest -p no:cacheprovider "$@"

@@ -1,7 +1,7 @@
 """Start a Dask cluster inside a batch job: one script, every rank."""
 
 from .base import BaseRunner
-from .config import Timeouts
+from .config import Timeouts, load_defaults
 from .exceptions import (
     ClusterNotFoundError,
     ClusterStoppedError,
@@ -29,6 +29,9 @@ from .security import JobCredentials
 from .slurm import SLURMRunner
 from .transport.scheduler_file import connect
 from .worker_setup import WorkerEnvironment, worker_environment
+
+# The dask convention for a package's config defaults (dask-jobqueue, dask-cuda do the same).
+load_defaults()
 
 __version__ = "0.1.0"
 

@@ -223,7 +223,7 @@ class BaseRunner(SyncMethodMixin):
             self.scheduler_options.setdefault("interface", interface)
             self.worker_options.setdefault("interface", interface)
         self.callbacks = list(callbacks)
-        self.pin_gpus = dask.config.get("runners.pin-gpus", False) if pin_gpus is None else pin_gpus
+        self.pin_gpus = dask.config.get("runners.pin-gpus") if pin_gpus is None else pin_gpus
         self.timeouts = Timeouts.resolve(timeouts)
         self._security_option = security
         self.state = RankState()

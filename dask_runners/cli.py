@@ -1,37 +1,82 @@
-"""The ``dask-runner`` command (also ``python -m dask_runners``)."""
+"""The ``dask-runner`` command (also ``python -m dask_runners``, and ``dask runner``).
+
+Options that a site may want to preset take their default from a dask config
+key when the command runs (``runners.launch.ranks``, ``runners.serve.*``), so
+the dask config files and ``DASK_RUNNERS__…`` variables set them. The group is
+also registered as the ``runner`` command of dask's own ``dask`` command (the
+``dask_cli`` entry point), which is how ``dask config get runners`` sees the
+package's defaults.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from functools import reduce
 
 import click
 
-
-def _json_object(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        options = json.loads(value)
-    except ValueError as e:
-        raise click.BadParameter(f"{value!r} is not JSON ({e}); e.g. '{{\"resources\": {{\"GPU\": 1}}}}'") from e
-    if not isinstance(options, dict):
-        raise click.BadParameter(f"{value!r} is JSON but not an object; e.g. '{{\"nthreads\": 4}}'")
-    return options
+from .config import DEFAULTS, config_value, env_variable
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class JsonObject(click.ParamType):
+    """A JSON object on the command line, or a mapping from the dask config."""
+
+    name = "json"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        try:
+            options = json.loads(value)
+        except ValueError as e:
+            self.fail(f"{value!r} is not JSON ({e}); e.g. '{{\"resources\": {{\"GPU\": 1}}}}'", param, ctx)
+        if not isinstance(options, dict):
+            self.fail(f"{value!r} is JSON but not an object; e.g. '{{\"nthreads\": 4}}'", param, ctx)
+        return options
+
+
+def _option(*names, key: str, help: str, **kwargs):
+    """An option whose default is the dask config key ``key``, read when the command runs.
+
+    The help names the key and its environment variable; the default shown
+    is the packaged one (``runners.yaml``).
+    """
+    packaged = reduce(lambda section, part: section[part], key.split("."), DEFAULTS)
+    if isinstance(packaged, bool):  # name the flag that is the default
+        shown = names[0].split("/")[0 if packaged else 1].strip()
+    else:
+        shown = str(packaged) if packaged is not None else False
+    return click.option(
+        *names,
+        default=lambda: config_value(key),
+        show_default=shown,
+        help=f"{help}  [config: {key}; env var: {env_variable(key)}]",
+        **kwargs,
+    )
+
+
+_LAUNCHER_HELP = ("instead of detecting one (slurm, openmpi, local, ...); "
+                  "default: the dask config key runners.launcher (DASK_RUNNERS__LAUNCHER).")
+
+
+@click.group(name="runner", context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """Start Dask clusters inside batch jobs."""
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-n", "--ranks", "n_ranks", type=click.IntRange(min=1), default=4, show_default=True,
-              envvar="DASK_RUNNERS_RANKS", help="How many ranks to start on this machine.")
+@_option("-n", "--ranks", "n_ranks", key="runners.launch.ranks", type=click.IntRange(min=1),
+         help="How many ranks to start on this machine.")
+@_option("--log-level", key="runners.logging.level",
+         help="What the ranks print: auto (short), or a level (debug, info, warning, ...) for every rank.")
+@_option("--log-dir", key="runners.logging.directory",
+         help="Also write each rank's full log to DIR/rank-N.log.")
 @click.option("-m", "module", is_flag=True, help="TARGET is a module, run as `python -m TARGET`.")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def launch(n_ranks, module, target, args):
+def launch(n_ranks, log_level, log_dir, module, target, args):
     """Run TARGET (a script, or with -m a module) as N ranks on this machine.
 
     Every rank runs the same program, as under `srun -n N`: in it, `Runner()`
@@ -43,12 +88,14 @@ def launch(n_ranks, module, target, args):
     """
     from .local import launch as run_local, script_command
 
-    sys.exit(run_local(script_command(target, list(args), module=module), n_ranks))
+    environ = {**os.environ, env_variable("runners.logging.level"): str(log_level)}
+    if log_dir:
+        environ[env_variable("runners.logging.directory")] = os.path.abspath(os.path.expanduser(str(log_dir)))
+    sys.exit(run_local(script_command(target, list(args), module=module), n_ranks, environ=environ))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--launcher", default=None, envvar="DASK_RUNNERS_LAUNCHER",
-              help="Use this launcher instead of detecting one (slurm, openmpi, local, ...).")
+@click.option("--launcher", default=None, help="Use this launcher " + _LAUNCHER_HELP)
 @click.option("-m", "module", is_flag=True, help="TARGET is a module, run as `python -m TARGET`.")
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -67,8 +114,7 @@ def run(launcher, module, target, args):
 
 
 @main.command()
-@click.option("--launcher", default=None, envvar="DASK_RUNNERS_LAUNCHER",
-              help="Read this launcher's variables instead of detecting one.")
+@click.option("--launcher", default=None, help="Read this launcher's variables " + _LAUNCHER_HELP)
 def info(launcher):
     """Print this rank's launcher and job context, one line.
 
@@ -84,61 +130,37 @@ def info(launcher):
     click.echo(f"{socket.gethostname()} pid={os.getpid()} {job.describe()}")
 
 
-def _option(*names, envvar, default=None, **kwargs):
-    """A ``serve`` option: from the command line, else the environment variable
-    ``DASK_RUNNERS_{envvar}``, else the dask config key ``runners.serve.{key}``
-    (``SCHEDULER_FILE`` -> ``scheduler-file``), else ``default``."""
-    import dask.config
-
-    key = f"runners.serve.{envvar.lower().replace('_', '-')}"
-    if isinstance(default, bool):  # name the flag that is the default
-        shown = names[0].split("/")[0 if default else 1].strip()
-    else:
-        shown = str(default) if default is not None else False
-    return click.option(
-        *names,
-        envvar=f"DASK_RUNNERS_{envvar}",
-        show_envvar=True,
-        default=lambda: dask.config.get(key, default),
-        show_default=shown,
-        **kwargs,
-    )
-
-
 @main.command()
-@_option("--scheduler-file", envvar="SCHEDULER_FILE", type=click.Path(dir_okay=False),
+@_option("--scheduler-file", key="runners.serve.scheduler-file", type=click.Path(dir_okay=False),
          help="Where the scheduler rank writes the scheduler file (with the job's TLS credentials), "
               "for `dask_runners.connect(FILE)`; {job_id} and {step_id} are filled in. With "
               "--no-scheduler: the file of the cluster to join.  [default: scheduler-{job_id}.{step_id}.json]")
-@_option("--scheduler-port", envvar="SCHEDULER_PORT", type=click.IntRange(0, 65535), default=None,
+@_option("--scheduler-port", key="runners.serve.scheduler-port", type=click.IntRange(0, 65535),
          help="The scheduler's port; random by default.")
-@_option("--scheduler-rank", envvar="SCHEDULER_RANK", type=click.IntRange(min=0), default=0,
+@_option("--scheduler-rank", key="runners.serve.scheduler-rank", type=click.IntRange(min=0),
          help="The rank that runs the scheduler.")
-@_option("--interface", envvar="INTERFACE", default=None, help="Network interface, like 'eth0' or 'ib0'.")
-@_option("--protocol", envvar="PROTOCOL", default=None,
+@_option("--interface", key="runners.serve.interface", help="Network interface, like 'eth0' or 'ib0'.")
+@_option("--protocol", key="runners.serve.protocol",
          help="Network protocol, like 'tcp'; anything but 'tls' (the default) turns the job's TLS off.")
-@_option("--nthreads", envvar="NTHREADS", type=click.IntRange(min=1), default=None,
-         help="Threads per worker; by default the task's CPUs (Slurm) or distributed's default.")
-@_option("--memory-limit", envvar="MEMORY_LIMIT", default="auto",
-         help="Bytes per worker before spilling to disk: an integer, a fraction of memory, '4GB' or 'auto'.")
-@_option("--local-directory", envvar="LOCAL_DIRECTORY", default=None,
+@_option("--nthreads", key="runners.serve.nthreads", type=click.IntRange(min=1),
+         help="Threads per worker; by default the rank's share of the node's CPUs.")
+@_option("--memory-limit", key="runners.serve.memory-limit",
+         help="Bytes per worker: an integer, '4GB', or 'auto' (the whole node); by default the rank's share of the node.")
+@_option("--local-directory", key="runners.serve.local-directory",
          help="Directory for the workers' files; node-local scratch ($SLURM_TMPDIR, $TMPDIR) by default.")
-@_option("--scheduler/--no-scheduler", envvar="SCHEDULER", default=True,
+@_option("--scheduler/--no-scheduler", key="runners.serve.scheduler",
          help="--no-scheduler: start no scheduler; every rank adds a worker to the cluster "
               "whose --scheduler-file exists.")
-@_option("--exclusive-workers/--inclusive-workers", envvar="EXCLUSIVE_WORKERS", default=True,
+@_option("--exclusive-workers/--inclusive-workers", key="runners.serve.exclusive-workers",
          help="--inclusive-workers: the scheduler rank runs a worker too.")
-@_option("--worker-class", envvar="WORKER_CLASS", default="distributed.Worker",
-         help="Worker class to use, like 'distributed.Nanny'.")
-@_option("--worker-options", envvar="WORKER_OPTIONS", default=None, callback=_json_object,
+@_option("--worker-class", key="runners.serve.worker-class", help="Worker class to use, like 'distributed.Nanny'.")
+@_option("--worker-options", key="runners.serve.worker-options", type=JsonObject(),
          help="JSON object of keyword arguments for the worker class.")
-@_option("--dashboard/--no-dashboard", envvar="DASHBOARD", default=True, help="Serve the scheduler's dashboard.")
-@_option("--dashboard-address", envvar="DASHBOARD_ADDRESS", default=None,
-         help="Address of the dashboard, like ':8787'.")
-@_option("--name", envvar="WORKER_NAME", default=None,
+@_option("--dashboard/--no-dashboard", key="runners.serve.dashboard", help="Serve the scheduler's dashboard.")
+@_option("--dashboard-address", key="runners.serve.dashboard-address", help="Address of the dashboard, like ':8787'.")
+@_option("--name", key="runners.serve.worker-name",
          help="Prefix of the workers' names, each named NAME-RANK; by default the rank alone.")
-@_option("--launcher", envvar="LAUNCHER", default=None,
-         help="Use this launcher instead of detecting one (slurm, openmpi, local, ...).")
+@click.option("--launcher", default=None, help="Use this launcher " + _LAUNCHER_HELP)
 def serve(launcher, scheduler_file, scheduler, name, **options):
     """Serve a Dask cluster for clients outside the job: a scheduler and workers, no client rank.
 
@@ -168,8 +190,8 @@ def serve(launcher, scheduler_file, scheduler, name, **options):
 
 
 @main.command()
-@click.option("--scheduler-file", required=True, envvar="DASK_RUNNERS_SCHEDULER_FILE", show_envvar=True,
-              type=click.Path(dir_okay=False), help="The cluster's scheduler file, as given to `serve`.")
+@_option("--scheduler-file", key="runners.serve.scheduler-file", type=click.Path(dir_okay=False),
+         help="The cluster's scheduler file, as given to `serve` (required).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds to wait for the scheduler to answer, and then for the cluster to stop.")
 def stop(scheduler_file, timeout):
@@ -182,6 +204,8 @@ def stop(scheduler_file, timeout):
     from .exceptions import ClusterNotFoundError
     from .serve import stop as stop_cluster
 
+    if scheduler_file is None:
+        raise click.UsageError("Missing option '--scheduler-file': the file of the cluster to stop, as given to `serve`")
     try:
         stop_cluster(scheduler_file, timeout)
     except (ClusterNotFoundError, TimeoutError) as e:

@@ -1,17 +1,25 @@
-"""Deadlines and polling schedules, from one place.
+"""The package's dask config, deadlines and polling schedules, from one place.
+
+Every dask config key dask_runners reads has its default in the packaged
+``runners.yaml``, which :func:`load_defaults` adds to dask's defaults when the
+package is imported (as dask-jobqueue and dask-cuda do): code reads
+``dask.config.get("runners.…")`` with no default of its own, and ``dask config
+get runners`` shows them all. In the environment a key is
+``DASK_RUNNERS__<KEY>`` (:func:`env_variable`); the old single-underscore
+names of a few (:data:`RENAMED_VARIABLES`) still work, with a warning.
 
 Every wait in dask_runners takes its deadline from :class:`Timeouts`. A value
 comes from, in order: the argument given to the runner, the dask config key
-``runners.timeouts.<name>``, and the default below.
+``runners.timeouts.<name>`` (whose default is in ``runners.yaml``).
 
-========================================  ========  ===============================================
-dask config key                           default   what waits for it
-========================================  ========  ===============================================
-``runners.timeouts.discovery``            300 s     a rank waiting for the scheduler address
-``runners.timeouts.workers``              300 s     ``runner.wait_for_workers()`` with no timeout
-``runners.timeouts.shutdown``             30 s      the scheduler waiting for ranks to leave
-``runners.timeouts.lease``                60 s      silence after which a rank counts as gone
-========================================  ========  ===============================================
+========================================  =====================================================
+dask config key                           what waits for it
+========================================  =====================================================
+``runners.timeouts.discovery``            a rank waiting for the scheduler address
+``runners.timeouts.workers``              ``runner.wait_for_workers()`` with no timeout
+``runners.timeouts.shutdown``             the scheduler waiting for ranks to leave
+``runners.timeouts.lease``                silence after which a rank counts as gone
+========================================  =====================================================
 
 The discovery default is generous on purpose: on a large allocation, starting
 Python and importing ``distributed`` from a busy shared filesystem can take
@@ -27,16 +35,94 @@ busy but healthy rank is never declared dead.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
-from collections.abc import Iterator
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import dask.config
+import yaml
 from dask.utils import parse_timedelta
 
 from .exceptions import ConfigurationError
 
-DEFAULT_TIMEOUTS = {"discovery": 300.0, "workers": 300.0, "shutdown": 30.0, "lease": 60.0}
+#: The packaged defaults, the one place they are written.
+DEFAULTS_FILE = Path(__file__).with_name("runners.yaml")
+#: ``runners.yaml`` as read: the defaults, not what the user set.
+DEFAULTS: dict = yaml.safe_load(DEFAULTS_FILE.read_text())
+
+_loaded = False
+
+
+def load_defaults() -> None:
+    """Add ``runners.yaml`` to dask's config defaults; only the first call does anything.
+
+    Values already set (dask YAML files, ``DASK_RUNNERS__*`` variables,
+    ``dask.config.set``) keep winning over these, and ``dask.config.refresh()``
+    keeps them. Called once, by ``import dask_runners``.
+    """
+    global _loaded
+    if not _loaded:
+        dask.config.update_defaults(copy.deepcopy(DEFAULTS))
+        _loaded = True
+
+
+def env_variable(key: str) -> str:
+    """The environment variable dask reads ``key`` from.
+
+    >>> env_variable("runners.serve.scheduler-file")
+    'DASK_RUNNERS__SERVE__SCHEDULER_FILE'
+    """
+    return "DASK_" + "__".join(part.upper().replace("-", "_") for part in key.split("."))
+
+
+_SERVE_FLAGS = (
+    "scheduler-file", "scheduler-port", "scheduler-rank", "interface", "protocol", "nthreads",
+    "memory-limit", "local-directory", "scheduler", "exclusive-workers", "worker-class",
+    "worker-options", "dashboard", "dashboard-address", "worker-name",
+)
+#: Deprecated single-underscore variables, and the config key each became.
+#: dask reads every ``DASK_*`` variable, and these landed in its config as
+#: keys like ``runners_launcher``.
+RENAMED_VARIABLES: dict[str, str] = {
+    "DASK_RUNNERS_LAUNCHER": "runners.launcher",
+    "DASK_RUNNERS_RANKS": "runners.launch.ranks",
+    **{"DASK_RUNNERS_" + flag.upper().replace("-", "_"): f"runners.serve.{flag}" for flag in _SERVE_FLAGS},
+}
+_OLD_NAME = {key: old for old, key in RENAMED_VARIABLES.items()}
+_warned: set[str] = set()
+
+
+def config_value(key: str, environ: Mapping[str, str] | None = None):
+    """``dask.config.get(key)``, where the deprecated variable of ``key`` still counts.
+
+    The old variable (``DASK_RUNNERS_NTHREADS``) is used, as the raw string,
+    when it is set in ``environ`` (default ``os.environ``) and the new one
+    (``DASK_RUNNERS__SERVE__NTHREADS``) is not; a ``FutureWarning`` naming the
+    new variable is given once per process for each old name.
+    """
+    env = os.environ if environ is None else environ
+    old = _OLD_NAME.get(key)
+    if old is not None and env.get(old) and env_variable(key) not in env:
+        if old not in _warned:
+            _warned.add(old)
+            warnings.warn(
+                f"{old} is deprecated and will stop working: set {env_variable(key)} "
+                f"(the dask config key {key}) instead",
+                FutureWarning,
+                stacklevel=2,
+            )
+        return env[old]
+    return dask.config.get(key)
+
+
+#: The default deadlines, in seconds, from ``runners.yaml``.
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    name: float(parse_timedelta(value, default="s")) for name, value in DEFAULTS["runners"]["timeouts"].items()
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +160,12 @@ class Timeouts:
                 f"known names are {sorted(DEFAULT_TIMEOUTS)}"
             )
         values = {}
-        for name, default in DEFAULT_TIMEOUTS.items():
+        for name in DEFAULT_TIMEOUTS:
             value = overrides.get(name)
             where = f"timeouts={{{name!r}: ...}}"
             if value is None:
-                value = dask.config.get(f"runners.timeouts.{name}", default)
-                where = f"the dask config key runners.timeouts.{name} (DASK_RUNNERS__TIMEOUTS__{name.upper()})"
+                value = dask.config.get(f"runners.timeouts.{name}")
+                where = f"the dask config key runners.timeouts.{name} ({env_variable(f'runners.timeouts.{name}')})"
             values[name] = _seconds(value, where)
         return cls(**values)
 

@@ -25,7 +25,7 @@ LOOPBACK = "127.0.0.1"
 
 def is_public() -> bool:
     """Whether the dashboard listens on every interface (``runners.dashboard.public``)."""
-    return bool(dask.config.get("runners.dashboard.public", False))
+    return bool(dask.config.get("runners.dashboard.public"))
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -1,11 +1,12 @@
 """A launcher of our own: N ranks of one script on this machine.
 
 ``dask-runner launch -n 4 script.py args...`` starts the script four times,
-each with a rank in the environment (``DASK_RUNNERS_RANK``,
-``DASK_RUNNERS_WORLD_SIZE``, ``DASK_RUNNERS_RUN_ID``), which the ``local``
-launcher of :mod:`dask_runners.launchers` reads. The ranks find each other through a
-scheduler file in a private temporary directory, removed at the end, so the
-same script runs here as under ``srun``: ``Runner()`` detects ``local``.
+each with a rank in the environment (``RUNNERS_RANK``, ``RUNNERS_WORLD_SIZE``,
+``RUNNERS_RUN_ID``), which the ``local`` launcher of
+:mod:`dask_runners.launchers` reads. None of its variables starts with
+``DASK_``, so none lands in the ranks' dask config. The ranks find each other
+through a scheduler file in a private temporary directory, removed at the end,
+so the same script runs here as under ``srun``: ``Runner()`` detects ``local``.
 
 The launcher forwards SIGINT and SIGTERM to every rank. If a rank dies or
 fails while others still run, it ends the others (SIGTERM, then SIGKILL
@@ -164,15 +165,29 @@ def script_command(target: str, args: list[str], module: bool = False) -> list[s
     return [sys.executable, "-m", target, *args] if module else [sys.executable, target, *args]
 
 
-def default_workers() -> int:
-    """Workers of a local fallback world: ``runners.local.workers``, else one per usable core."""
-    configured = dask.config.get("runners.local.workers", None)
+#: A machine with more usable cores than this is likely shared (a login node).
+SHARED_MACHINE_CORES = 16
+
+
+def default_workers(cores: int | None = None) -> tuple[int, str]:
+    """Workers of a local fallback world, and why that many.
+
+    ``runners.local.workers`` when set; else one per usable core, but on a
+    machine of more than :data:`SHARED_MACHINE_CORES` cores, likely shared,
+    only ``runners.local.max-workers-shared``.
+    """
+    configured = dask.config.get("runners.local.workers")
     if configured is not None:
-        return int(configured)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+        return int(configured), "runners.local.workers"
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores > SHARED_MACHINE_CORES:
+        modest = int(dask.config.get("runners.local.max-workers-shared"))
+        return min(cores, modest), (
+            f"only {modest} on this machine of {cores} cores, which is likely shared; "
+            "runners.local.workers to change"
+        )
+    return cores, "one per core; runners.local.workers to change"
 
 
 def this_program() -> list[str] | None:
@@ -196,19 +211,21 @@ def run_here_locally(reason: str):
     be started again or the fallback is off.
     """
     command = this_program()
-    if not dask.config.get("runners.local.fallback", True):
+    if not dask.config.get("runners.local.fallback"):
         raise LauncherEnvironmentError(f"{reason}\n(The local fallback is off: runners.local.fallback is false.)")
     if command is None:
         raise LauncherEnvironmentError(
             f"{reason}\nAn interactive session cannot be run as a local world; for a cluster "
             "on this machine use distributed.LocalCluster, or run a script."
         )
-    n_workers = max(default_workers(), 1)
+    n_workers, why = default_workers()
+    n_workers = max(n_workers, 1)
     logger.warning(
         "dask_runners: no launcher found, so NOT a cluster run: running %s locally as %d ranks "
-        "(scheduler, client, %d workers; runners.local.workers to change)",
+        "(scheduler, client, %d workers: %s)",
         os.path.basename(sys.argv[0]),
         n_workers + 2,
         n_workers,
+        why,
     )
     sys.exit(launch(command, n_workers + 2))

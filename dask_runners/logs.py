@@ -75,8 +75,8 @@ def configure_rank_logging(role: Role, rank, *, level=None, directory=None) -> P
     ``level`` and ``directory`` default to ``runners.logging.level`` and
     ``runners.logging.directory``.
     """
-    setting = dask.config.get("runners.logging.level", "auto") if level is None else level
-    directory = dask.config.get("runners.logging.directory", None) if directory is None else directory
+    setting = dask.config.get("runners.logging.level") if level is None else level
+    directory = dask.config.get("runners.logging.directory") if directory is None else directory
     levels = terminal_levels(role, setting)
     formatter = logging.Formatter(line_format(rank))
     terminal = _terminal_handler()

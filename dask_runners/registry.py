@@ -22,7 +22,7 @@ import importlib.util
 import os
 
 from .exceptions import LauncherEnvironmentError
-from .launchers import LAUNCHER_VAR, PARSERS, detect, launch_facts
+from .launchers import PARSERS, chosen_launcher, detect, launch_facts
 from .local import run_here_locally
 from .mpi_runner import MPIRunner
 from .scheduler_file_runner import SchedulerFileRunner
@@ -85,9 +85,11 @@ def Runner(launcher: str | None = None, *, environ=None, **kwargs):
     Parameters
     ----------
     launcher : str, optional
-        The launcher's name. By default the ``DASK_RUNNERS_LAUNCHER``
-        environment variable, else the launcher detected from the
-        environment (see :func:`dask_runners.launchers.detect`).
+        The launcher's name. By default the dask config key
+        ``runners.launcher`` (``DASK_RUNNERS__LAUNCHER``), else the launcher
+        detected from the environment (see
+        :func:`dask_runners.launchers.chosen_launcher` and
+        :func:`~dask_runners.launchers.detect`).
     environ : mapping, optional
         The environment to read; default ``os.environ``.
     **kwargs
@@ -112,7 +114,7 @@ def Runner(launcher: str | None = None, *, environ=None, **kwargs):
                 ...
     """
     env = os.environ if environ is None else environ
-    name = launcher or env.get(LAUNCHER_VAR)
+    name = chosen_launcher(env, launcher)
     if name is None:
         try:
             name = detect(env).launcher

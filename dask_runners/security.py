@@ -169,7 +169,7 @@ class TLSChoice:
         if isinstance(security, Security):
             return cls(given=security)
         if security is None:
-            security = dask.config.get("runners.security", True)
+            security = dask.config.get("runners.security")
         return cls(per_job=security is True and carries_credentials)
 
     def for_scheduler(self) -> tuple[Security | None, JobCredentials | None]:

@@ -1,7 +1,7 @@
 """Helpers to launch real srun / mpirun / mpiexec jobs and look at what they left.
 
 Tests here skip when a launcher is missing, unless the environment variable
-``DASK_RUNNERS_REQUIRE_LAUNCHERS=1`` is set (as CI does): then a missing
+``RUNNERS_REQUIRE_LAUNCHERS=1`` is set (as CI does): then a missing
 launcher is a failure, so that a broken setup cannot pass as "skipped".
 """
 
@@ -133,8 +133,8 @@ def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()
 def need(condition: bool, what: str) -> None:
     if condition:
         return
-    if os.environ.get("DASK_RUNNERS_REQUIRE_LAUNCHERS") == "1":
-        pytest.fail(f"{what} is required here (DASK_RUNNERS_REQUIRE_LAUNCHERS=1); run ci/setup.sh")
+    if os.environ.get("RUNNERS_REQUIRE_LAUNCHERS") == "1":
+        pytest.fail(f"{what} is required here (RUNNERS_REQUIRE_LAUNCHERS=1); run ci/setup.sh")
     pytest.skip(f"{what} is not available")
 
 

@@ -189,12 +189,14 @@ def test_the_fallback_can_be_turned_off(monkeypatch):
             local.run_here_locally("No launcher found")
 
 
-def test_local_workers_from_dask_config():
+def test_local_workers_from_dask_config_else_one_per_core_else_a_few_on_a_big_machine():
     import dask
 
     with dask.config.set({"runners.local.workers": 3}):
-        assert local.default_workers() == 3
-    assert local.default_workers() >= 1
+        assert local.default_workers(cores=128) == (3, "runners.local.workers")
+    assert local.default_workers(cores=8)[0] == 8
+    workers, why = local.default_workers(cores=128)  # a login node
+    assert workers == 4 and "likely shared" in why and "128 cores" in why
 
 
 def test_serve_options_come_from_the_environment_then_dask_config(monkeypatch):

@@ -187,37 +187,6 @@ def test_every_deadline_is_documented_with_its_default():
         assert float(row.group(1)) == default, (name, row.group(1), default)
 
 
-CONFIG_READ = re.compile(r"""dask\.config\.get\(\s*f?["'](runners\.[^"'{]+)["']\s*,\s*([^)]+?)\s*\)""")
-
-
-def config_keys_read_by_the_package() -> dict[str, object]:
-    """Every literal ``runners.*`` key the package reads, with its default."""
-    import ast
-
-    keys = {}
-    for source in sorted((ROOT / "dask_runners").rglob("*.py")):
-        for key, default in CONFIG_READ.findall(source.read_text()):
-            keys[key] = ast.literal_eval(default)
-    return keys
-
-
-def test_every_dask_config_key_is_documented_with_its_default():
-    from dask_runners.config import DEFAULT_TIMEOUTS
-
-    keys = config_keys_read_by_the_package()
-    assert {"runners.security", "runners.pin-gpus"} <= set(keys), "the key pattern no longer finds the reads"
-    keys.update({f"runners.timeouts.{name}": default for name, default in DEFAULT_TIMEOUTS.items()})
-    page = (DOCS / "configuration.rst").read_text()
-    for key, default in keys.items():
-        if isinstance(default, bool):
-            shown = rf"``{re.escape(key)}`` \(default ``{default}``\)"
-        elif default is None:  # computed at run time: the page says how
-            shown = rf"``{re.escape(key)}`` \(default: "
-        else:
-            shown = rf"``{re.escape(key)}``\s+{default:g} s"
-        assert re.search(shown, page), f"{key} (default {default!r}) is not on docs/configuration.rst"
-
-
 def test_every_runner_argument_is_documented():
     import dask_runners
 

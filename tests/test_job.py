@@ -4,8 +4,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import dask
 import pytest
 
+from dask_runners import config
 from dask_runners.exceptions import LauncherEnvironmentError
 from dask_runners.job import (
     JobContext,
@@ -163,10 +165,22 @@ def test_forced_launcher(name, launcher, rank, world_size):
     assert (context.launcher, context.rank, context.world_size) == (launcher, rank, world_size)
 
 
-def test_launcher_variable_forces_choice():
+def test_the_launcher_config_key_forces_choice():
     env, _ = load("torchrun_in_srun")
-    assert detect({**env, "DASK_RUNNERS_LAUNCHER": "slurm"}).launcher == "slurm"
-    # An explicit argument beats the variable.
+    with dask.config.set({"runners.launcher": "slurm"}):
+        assert detect(env).launcher == "slurm"
+        # An explicit argument beats the key.
+        assert detect(env, "torchrun").launcher == "torchrun"
+        # So does our local launcher naming itself for the ranks it starts.
+        local, _ = load("local")
+        assert detect({**env, **local, "RUNNERS_LAUNCHER": "local"}).launcher == "local"
+
+
+def test_the_deprecated_launcher_variable_still_forces_choice_with_a_warning(monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())
+    env, _ = load("torchrun_in_srun")
+    with pytest.warns(FutureWarning, match="DASK_RUNNERS_LAUNCHER is deprecated.*set DASK_RUNNERS__LAUNCHER"):
+        assert detect({**env, "DASK_RUNNERS_LAUNCHER": "slurm"}).launcher == "slurm"
     assert detect({**env, "DASK_RUNNERS_LAUNCHER": "slurm"}, "torchrun").launcher == "torchrun"
 
 
@@ -222,7 +236,7 @@ def test_nothing_detected_lists_what_was_looked_for():
     assert "openmpi: OMPI_COMM_WORLD_RANK and OMPI_COMM_WORLD_SIZE" in message
     assert "slurm: SLURM_JOB_ID" in message
     assert "torchrun: RANK and WORLD_SIZE and LOCAL_RANK and TORCHELASTIC_RUN_ID" in message
-    assert "DASK_RUNNERS_LAUNCHER" in message
+    assert "runners.launcher (DASK_RUNNERS__LAUNCHER=...)" in message
 
 
 def test_unknown_launcher_lists_known_ones():
@@ -443,9 +457,9 @@ def test_default_master_port():
 
 
 def test_current_job_reads_os_environ_each_time(monkeypatch):
-    monkeypatch.setenv("DASK_RUNNERS_LAUNCHER", "local")
-    monkeypatch.setenv("DASK_RUNNERS_RANK", "0")
-    monkeypatch.setenv("DASK_RUNNERS_WORLD_SIZE", "3")
+    monkeypatch.setenv("RUNNERS_LAUNCHER", "local")
+    monkeypatch.setenv("RUNNERS_RANK", "0")
+    monkeypatch.setenv("RUNNERS_WORLD_SIZE", "3")
     assert (current_job().launcher, current_job().rank) == ("local", 0)
-    monkeypatch.setenv("DASK_RUNNERS_RANK", "2")
+    monkeypatch.setenv("RUNNERS_RANK", "2")
     assert current_job().rank == 2

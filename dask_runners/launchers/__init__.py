@@ -17,8 +17,8 @@ its daemons, with ``SLURM_PROCID`` numbering daemons, not ranks). The
 innermost launcher is the one that numbered this process, so
 :data:`DETECTION_ORDER` tries the innermost kinds first:
 
-1. ``local`` -- our own launcher sets ``DASK_RUNNERS_*`` only for the processes
-   it starts, wherever it runs.
+1. ``local`` -- our own launcher sets ``RUNNERS_RANK`` and ``RUNNERS_WORLD_SIZE``
+   only for the processes it starts, wherever it runs.
 2. ``torchrun`` -- its workers are started inside any of the others.
 3. ``openmpi``, ``mvapich2``, ``pals``, ``jsrun``, ``flux`` -- variables only
    that launcher's own process manager sets. They go before ``mpich`` and
@@ -37,9 +37,12 @@ innermost launcher is the one that numbered this process, so
 5. ``slurm`` -- ``SLURM_JOB_ID``; a task of a step when ``SLURM_STEP_ID`` is set.
 6. ``pbs`` -- ``PBS_JOBID``; ranks only under ``pbsdsh``.
 
-An explicit choice always wins: ``detect(launcher="slurm")`` or the
-``DASK_RUNNERS_LAUNCHER`` variable. Parsers registered in :data:`PARSERS` but
-not listed in :data:`DETECTION_ORDER` are used only when chosen explicitly.
+An explicit choice always wins (:func:`chosen_launcher`):
+``detect(launcher="slurm")``, else our local launcher naming itself
+(``RUNNERS_LAUNCHER``, set for the processes it starts), else the dask config
+key ``runners.launcher`` (``DASK_RUNNERS__LAUNCHER=slurm``). Parsers registered
+in :data:`PARSERS` but not listed in :data:`DETECTION_ORDER` are used only when
+chosen explicitly.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from ..config import config_value
 from ..exceptions import LauncherEnvironmentError
 from ..job import JobContext
 from .parsers import (
@@ -90,6 +94,7 @@ __all__ = [
     "PARSERS",
     "LaunchFacts",
     "LauncherVariables",
+    "chosen_launcher",
     "current_job",
     "detect",
     "job_context",
@@ -131,6 +136,19 @@ def _slurm_step_agrees(context: JobContext, env: Mapping[str, str]) -> bool:
     )
 
 
+def chosen_launcher(environ: Mapping[str, str] | None = None, launcher: str | None = None) -> str | None:
+    """The launcher named rather than detected, or ``None`` to detect one.
+
+    In order: ``launcher``; ``RUNNERS_LAUNCHER`` in ``environ`` (our local
+    launcher names itself for the processes it starts, whatever the config
+    says); the dask config key ``runners.launcher``
+    (``DASK_RUNNERS__LAUNCHER``, or the deprecated ``DASK_RUNNERS_LAUNCHER``
+    in ``environ``, default ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    return launcher or env.get(LAUNCHER_VAR) or config_value("runners.launcher", env) or None
+
+
 def detect(
     environ: Mapping[str, str] | None = None,
     launcher: str | None = None,
@@ -145,8 +163,8 @@ def detect(
         The environment to read; default ``os.environ``.
     launcher : str, optional
         Use this parser (a key of :data:`PARSERS`) instead of detecting one;
-        default the ``DASK_RUNNERS_LAUNCHER`` variable, else detection in
-        :data:`DETECTION_ORDER`.
+        default :func:`chosen_launcher` (the dask config key
+        ``runners.launcher``, ...), else detection in :data:`DETECTION_ORDER`.
     read_text : callable, optional
         Reads a file given its path (PBS node files); for tests.
 
@@ -157,7 +175,7 @@ def detect(
         or no launcher is detected; the message lists what was looked for.
     """
     env = os.environ if environ is None else environ
-    name = launcher or env.get(LAUNCHER_VAR) or None
+    name = chosen_launcher(env, launcher)
     if name is not None:
         return _forced(name, env, read_text)
     for name in DETECTION_ORDER:
@@ -171,7 +189,8 @@ def detect(
         "No launcher found in the environment. Tried, in order:\n"
         + "\n".join(f"  {name}: {_looks_for(name)}" for name in DETECTION_ORDER)
         + f"\nStart the script with a launcher (`srun -n 4 python script.py`, `mpirun -n 4 …`), "
-        f"or set {LAUNCHER_VAR} to one of: {', '.join(sorted(PARSERS))}."
+        f"or name one with the dask config key runners.launcher (DASK_RUNNERS__LAUNCHER=...): "
+        f"{', '.join(sorted(PARSERS))}."
     )
 
 

@@ -113,7 +113,7 @@ def _from_table(name: str, env: Mapping[str, str], read_text: ReadText = _read_t
 
 
 def parse_local(environ: Mapping[str, str], read_text: ReadText = _read_text) -> JobContext | None:
-    """Our local launcher: all ranks on this machine (``DASK_RUNNERS_*``)."""
+    """Our local launcher: all ranks on this machine (``RUNNERS_RANK``, ``RUNNERS_WORLD_SIZE``)."""
     env = environ
     if not all(var in env for var in LAUNCHER_VARIABLES["local"].detect):
         return None

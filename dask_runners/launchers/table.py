@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 
-#: Our own local launcher's variables (see :func:`parse_local`).
-LOCAL_RANK_VAR = "DASK_RUNNERS_RANK"
-LOCAL_WORLD_SIZE_VAR = "DASK_RUNNERS_WORLD_SIZE"
-LOCAL_RUN_ID_VAR = "DASK_RUNNERS_RUN_ID"
+# Our own local launcher sets these for the processes it starts, and only we
+# read them. None starts with DASK_: dask would take it into its config.
+#: The local launcher's rank, world size and run id (see :func:`parse_local`).
+LOCAL_RANK_VAR = "RUNNERS_RANK"
+LOCAL_WORLD_SIZE_VAR = "RUNNERS_WORLD_SIZE"
+LOCAL_RUN_ID_VAR = "RUNNERS_RUN_ID"
 #: The scheduler file our local launcher gives each run, in a private directory.
-LOCAL_SCHEDULER_FILE_VAR = "DASK_RUNNERS_SCHEDULER_FILE"
-#: Names a launcher to use instead of detecting one.
-LAUNCHER_VAR = "DASK_RUNNERS_LAUNCHER"
+LOCAL_SCHEDULER_FILE_VAR = "RUNNERS_SCHEDULER_FILE"
+#: The launcher that started this process naming itself; it wins over the
+#: dask config key ``runners.launcher``, which a user sets.
+LAUNCHER_VAR = "RUNNERS_LAUNCHER"
 
 
 @dataclasses.dataclass(frozen=True)

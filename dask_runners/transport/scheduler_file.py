@@ -83,7 +83,7 @@ def scheduler_file_path(template, job, environ) -> Path:
     """Where the scheduler file of ``job`` goes: ``template`` with its ids filled in.
 
     The default template is unique to one launch. Under our local launcher
-    it is the private file the launcher chose (``DASK_RUNNERS_SCHEDULER_FILE``);
+    it is the private file the launcher chose (``RUNNERS_SCHEDULER_FILE``);
     a launch without a step id is named by its job id alone; a launch
     without a job id needs a path given. ``~`` and environment variables are
     expanded.

@@ -1,5 +1,7 @@
 """Our own launcher: `dask-runner launch -n N script.py` on this machine."""
 
+import os
+import re
 import signal
 
 import pytest
@@ -34,6 +36,24 @@ with Runner() as runner:
     result = launch([*LAUNCH, "-n", "3", script, "--epochs", "3"], job_dir)
     result.assert_clean_success()
     assert "ARGV ['--epochs', '3']" in result.stdout
+
+
+def test_no_variable_the_launcher_sets_lands_in_the_ranks_dask_config(job_dir):
+    """dask takes every DASK_* variable into its config; ours start with RUNNERS_. The
+    launcher still names itself over a ``runners.launcher`` the user set."""
+    script = write_script(job_dir, """\
+import os
+import dask
+import dask_runners
+leaked = sorted(key for key in dask.config.config if key.startswith("runners_"))
+print("RANK", os.environ["RUNNERS_RANK"], "LEAKED", leaked, dask_runners.current_job().launcher, flush=True)
+""")
+    # Variables of the old scheme in this environment (CI's, a developer's) would leak by themselves.
+    old_scheme = {name: None for name in os.environ if re.match(r"DASK_RUNNERS_[A-Z]", name)}
+    result = launch([*LAUNCH, "-n", "3", script], job_dir, env={**old_scheme, "DASK_RUNNERS__LAUNCHER": "slurm"})
+    result.assert_clean_success()
+    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("RANK"))
+    assert lines == [f"RANK {rank} LEAKED [] local" for rank in range(3)], result.report()
 
 
 def test_a_failing_body_gives_the_launcher_its_status_quickly(job_dir):
