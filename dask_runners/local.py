@@ -178,7 +178,7 @@ def default_workers(cores: int | None = None) -> tuple[int, str]:
     """
     configured = dask.config.get("runners.local.workers")
     if configured is not None:
-        return int(configured), "runners.local.workers"
+        return int(configured), "set by runners.local.workers"
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores > SHARED_MACHINE_CORES:

@@ -193,12 +193,13 @@ def test_local_workers_from_dask_config_else_one_per_core_else_a_few_on_a_big_ma
     import dask
 
     with dask.config.set({"runners.local.workers": 3}):
-        assert local.default_workers(cores=128) == (3, "runners.local.workers")
+        assert local.default_workers(cores=128) == (3, "set by runners.local.workers")
     assert local.default_workers(cores=8)[0] == 8
     workers, why = local.default_workers(cores=128)  # a login node
     assert workers == 4 and "likely shared" in why and "128 cores" in why
 
 
+@pytest.mark.filterwarnings("ignore:DASK_RUNNERS_.* is deprecated:FutureWarning")  # the old names still work
 def test_serve_options_come_from_the_environment_then_dask_config(monkeypatch):
     import dask
 

@@ -48,6 +48,7 @@ def test_mpi_launchers_are_served_by_mpi_runner():
     assert registry.runner_class("pbs") is SchedulerFileRunner
 
 
+@pytest.mark.filterwarnings("ignore:DASK_RUNNERS_.* is deprecated:FutureWarning")  # the old names still work
 def test_explicit_launcher_and_environment_variable_override_detection(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = {**environ("torchrun_in_srun"), "DASK_RUNNERS_LAUNCHER": "slurm"}

@@ -46,10 +46,16 @@ def test_scheduler_file_is_unique_per_step_and_absolute(tmp_path, monkeypatch):
     assert str(custom.scheduler_file) == "/shared/77/s-3.json"
 
 
-def test_cpus_per_task_sets_worker_threads_unless_given():
-    env = {**SRUN_TASK, "SLURM_CPUS_PER_TASK": "8"}
-    assert SLURMRunner(environ=env).worker_options["nthreads"] == 8
-    assert SLURMRunner(environ=env, worker_options={"nthreads": 2}).worker_options["nthreads"] == 2
+def test_cpus_per_task_bound_the_worker_threads_unless_given():
+    from dask_runners.services.worker import WorkerSpec
+    from dask_runners.sizing import node_share
+
+    env = {**SRUN_TASK, "SLURM_CPUS_PER_TASK": "8", "SLURM_CPUS_ON_NODE": "32"}
+    job = SLURMRunner(environ=env).job
+    assert node_share(job, env, affinity=set(range(16)), machine_cpus=64).nthreads == 8
+    given = SLURMRunner(environ=env, worker_options={"nthreads": 2})
+    spec = WorkerSpec(options=given.worker_options, job=given.job)
+    assert spec.make("tls://10.0.0.1:1", 3, None).state.nthreads == 2
 
 
 def test_caller_options_are_not_mutated():

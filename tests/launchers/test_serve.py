@@ -190,7 +190,7 @@ def test_plain_python_falls_back_to_a_local_world(job_dir):
     assert "RESULT 42 WORKERS 2 local" in result.stdout
     notes = [line for line in result.stderr.splitlines() if "no launcher found" in line]
     assert notes == ["dask_runners: no launcher found, so NOT a cluster run: running laptop.py locally "
-                     "as 4 ranks (scheduler, client, 2 workers; runners.local.workers to change)"]
+                     "as 4 ranks (scheduler, client, 2 workers: set by runners.local.workers)"]
     assert result.stdout.count("BEFORE") == 5  # this process, then each rank, runs the code before Runner()
 
 
