@@ -1,18 +1,21 @@
-"""parallel_for against a plain client.map: overhead per item and parallel efficiency.
+"""parallel_for against client.map and dask.bag: tiny items, 10 ms items, 1 s items.
 
-    python bench/parallel.py                      # srun; 1 2 4 8 workers; 50 ms items
+    python bench/parallel.py                      # srun; the three workloads below
     python bench/parallel.py --launcher local     # dask-runner launch instead of srun
-    python bench/parallel.py --workers 1 8 --repeat 5 --item-ms 100
+    python bench/parallel.py --workers 1 8 --repeat 5
 
-Each configuration is one job (``parallel_job.py``) in which both ways run on the
-same cluster, alternating, ``--repeat`` times. Two measurements:
+Each configuration is one job (``parallel_job.py``) in which the three ways run on
+the same cluster of one-thread workers, alternating, ``--repeat`` times:
 
-* efficiency: ``--items`` items that sleep ``--item-ms`` each, on 1, 2, 4, 8
-  one-thread workers. Efficiency is the ideal time (items x item time / workers)
-  over the measured time; sleeping items keep the 2 cores of a small machine out of
-  the measurement, so it is the layer's own cost that shows;
-* overhead: ``--overhead-items`` items that do nothing, on 2 workers:
-  (parallel_for - client.map) / items.
+* tiny items: ``--tiny-items`` items of ``i * 2`` on 2 workers, where the round
+  trips, not the work, set the pace; the ratio to dask.bag (64 partitions) is the
+  number to watch;
+* 10 ms items: ``--items`` items that sleep ``--item-ms`` each, on 1, 2, 4, 8
+  workers. Efficiency is the ideal time (items x item time / workers) over the
+  measured time; sleeping items keep the 2 cores of a small machine out of the
+  measurement, so it is the layer's own cost that shows;
+* 1 s items: ``--slow-items`` items of 1 s on 4 workers: they must spread one by
+  one over every worker (ideal: slow-items / 4 seconds).
 
 It prints a Markdown table and writes the runs to ``--out``/parallel.json.
 """
@@ -51,30 +54,33 @@ def median_seconds(runs: list[dict], impl: str, workers: int, item_ms: float) ->
     )
 
 
+IMPLS = ["client.map", "dask.bag", "parallel_for"]
+
+
 def efficiency_table(runs, workers, items, item_ms) -> str:
     lines = [
-        f"Efficiency: {items} items of {item_ms:g} ms, one-thread workers, median seconds",
+        f"{items} items of {item_ms:g} ms, one-thread workers, median seconds (efficiency: ideal / measured)",
         "",
-        "| workers | ideal | client.map | parallel_for | efficiency (parallel_for) | efficiency (client.map) |",
-        "|---|---|---|---|---|---|",
+        "| workers | ideal | client.map | dask.bag | parallel_for | efficiency: parallel_for | client.map | dask.bag |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in workers:
         ideal = items * item_ms / 1000 / n
-        plain = median_seconds(runs, "client.map", n, item_ms)
-        ours = median_seconds(runs, "parallel_for", n, item_ms)
-        lines.append(f"| {n} | {ideal:.2f} | {plain:.2f} | {ours:.2f} | {ideal / ours:.1%} | {ideal / plain:.1%} |")
+        times = [median_seconds(runs, impl, n, item_ms) for impl in IMPLS]
+        plain, bag, ours = times
+        lines.append(f"| {n} | {ideal:.2f} | {plain:.2f} | {bag:.2f} | {ours:.2f} | {ideal / ours:.1%} "
+                     f"| {ideal / plain:.1%} | {ideal / bag:.1%} |")
     return "\n".join(lines)
 
 
-def overhead_table(runs, items) -> str:
-    plain = median_seconds(runs, "client.map", 2, 0.0)
-    ours = median_seconds(runs, "parallel_for", 2, 0.0)
+def tiny_table(runs, items) -> str:
+    plain, bag, ours = (median_seconds(runs, impl, 2, 0.0) for impl in IMPLS)
     return "\n".join([
-        f"Overhead: {items} items that do nothing, 2 one-thread workers, median seconds",
+        f"Tiny items: {items} items of `i * 2`, 2 one-thread workers, median seconds",
         "",
-        "| client.map | parallel_for | difference per item |",
-        "|---|---|---|",
-        f"| {plain:.2f} | {ours:.2f} | {(ours - plain) / items * 1000:+.3f} ms |",
+        "| client.map | dask.bag | parallel_for | parallel_for / dask.bag |",
+        "|---|---|---|---|",
+        f"| {plain:.2f} | {bag:.2f} | {ours:.2f} | {ours / bag:.2f}x |",
     ])
 
 
@@ -82,21 +88,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--launcher", choices=["srun", "local"], default="srun")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--items", type=int, default=320)
-    parser.add_argument("--item-ms", type=float, default=50.0)
-    parser.add_argument("--overhead-items", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=1600)
+    parser.add_argument("--item-ms", type=float, default=10.0)
+    parser.add_argument("--tiny-items", type=int, default=20000)
+    parser.add_argument("--slow-items", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
-    runs = launch(args.launcher, 2, args.overhead_items, 0.0, args.repeat)
+    runs = launch(args.launcher, 2, args.tiny_items, 0.0, args.repeat)
     for n in args.workers:
         runs += launch(args.launcher, n, args.items, args.item_ms, args.repeat)
+    runs += launch(args.launcher, 4, args.slow_items, 1000.0, 1)
     report = "\n\n".join([
         f"parallel_for benchmark, {started}, {os.cpu_count()} cores, launcher {args.launcher}, "
         f"{args.repeat} repeats",
+        tiny_table(runs, args.tiny_items),
         efficiency_table(runs, args.workers, args.items, args.item_ms),
-        overhead_table(runs, args.overhead_items),
+        efficiency_table(runs, [4], args.slow_items, 1000.0),
     ])
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)

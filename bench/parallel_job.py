@@ -1,13 +1,14 @@
-"""The job that bench/parallel.py launches: parallel_for against client.map on one cluster.
+"""The job that bench/parallel.py launches: parallel_for against client.map and dask.bag on one cluster.
 
 Every worker has one thread. The client rank runs each measurement ``--repeat`` times,
-alternating the two, and prints one ``PARALLEL {json}`` line per run.
+alternating the three, and prints one ``PARALLEL {json}`` line per run.
 """
 
 import argparse
 import json
 import time
 
+import dask.bag
 from dask.distributed import Client
 
 from dask_runners import Runner, parallel_for
@@ -16,7 +17,7 @@ from dask_runners import Runner, parallel_for
 def item(index, delay=0.0, **env):
     if delay:
         time.sleep(delay)
-    return index
+    return index * 2
 
 
 def with_map(client, n_items, delay):
@@ -24,8 +25,15 @@ def with_map(client, n_items, delay):
     return client.gather(futures)
 
 
+def with_bag(client, n_items, delay):
+    return dask.bag.from_sequence(range(n_items), npartitions=64).map(item, delay=delay).compute()
+
+
 def with_parallel_for(client, n_items, delay):
     return list(parallel_for(lambda index: item(index, delay), range(n_items), client=client))
+
+
+IMPLEMENTATIONS = [("client.map", with_map), ("dask.bag", with_bag), ("parallel_for", with_parallel_for)]
 
 
 def main():
@@ -40,11 +48,11 @@ def main():
             client.wait_for_workers(runner.n_workers)
             with_map(client, 2 * runner.n_workers, 0)  # warm the workers up
             for repeat in range(args.repeat):
-                for name, run in [("client.map", with_map), ("parallel_for", with_parallel_for)]:
+                for name, run in IMPLEMENTATIONS:
                     start = time.perf_counter()
                     results = run(client, args.items, delay)
                     seconds = time.perf_counter() - start
-                    assert results == list(range(args.items))
+                    assert list(results) == [2 * i for i in range(args.items)]
                     record = {
                         "impl": name, "workers": runner.n_workers, "items": args.items,
                         "item_ms": args.item_ms, "repeat": repeat, "seconds": seconds,

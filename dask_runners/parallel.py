@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import distributed
 
+from .batching import TASKS_PER_THREAD, BatchSizer
 from .config import Timeouts
 from .exceptions import ParallelForError, RunnerError, WorkersTimeoutError
 from .progress import Progress
@@ -100,16 +101,23 @@ def _call(fn: Callable, item, env: dict) -> tuple[bool, object]:
         return False, _failure_of(e, "".join(traceback.format_exception(type(e), e, user_frames)))
 
 
-def _run_on_worker(item, *, fn: Callable, environment: str, required: bool):
-    """The task: look up this worker's environment and call ``fn`` on one item."""
+def _run_batch(items: list, *, fn: Callable, environment: str, required: bool):
+    """The task: call ``fn`` on each item with this worker's environment.
+
+    Returns ``([(ok, value) per item], seconds)``: the seconds the items
+    took here, from which the next batches are sized.
+    """
     from .worker_setup import worker_environment
 
+    start = time.perf_counter()
     worker = distributed.get_worker()
     try:
         env = worker_environment(environment) if required or environment in worker.plugins else {}
     except Exception as e:
-        return False, _failure_of(e, traceback.format_exc())
-    return _call(fn, item, env)
+        failure = (False, _failure_of(e, traceback.format_exc()))
+        return [failure] * len(items), time.perf_counter() - start
+    outcomes = [_call(fn, item, env) for item in items]
+    return outcomes, time.perf_counter() - start
 
 
 class ParallelFor:
@@ -198,45 +206,29 @@ class ParallelFor:
     def _run_on_cluster(self) -> Iterator:
         client = self.client
         self._register_environment()
-        window = self.max_in_flight or max(128, 8 * sum(client.nthreads().values()))
-        token = uuid.uuid4().hex[:8]
-        label = self._progress.label
+        sizer = BatchSizer(sum(client.nthreads().values()), _length(self.items), self.max_in_flight)
+        batches = _Batches(client, self, sizer)
         inputs = enumerate(self.items)
-        finished: queue.Queue = queue.Queue()
         outstanding: dict[int, object] = {}  # index -> item, until its result is handed out
-        keys: dict[str, int] = {}
         ready: dict[int, object] = {}  # index -> output, waiting for its turn
         next_index = 0
-        in_flight: list = []
         exhausted = False
         watchdog = _WorkersWatchdog(client)
         try:
             while True:
-                room = window - len(outstanding)
-                if not exhausted and room >= max(1, window // 4):
-                    batch = list(itertools.islice(inputs, room))
-                    exhausted = len(batch) < room
+                while not exhausted and batches.has_room(len(outstanding)):
+                    batch = list(itertools.islice(inputs, batches.next_size()))
+                    exhausted = not batch
                     if batch:
-                        for index, item in batch:
-                            outstanding[index] = item
-                        batch_keys = [f"{label}-{token}-{index}" for index, _ in batch]
-                        keys.update(zip(batch_keys, (index for index, _ in batch)))
-                        futures = client.map(
-                            _run_on_worker, [item for _, item in batch], key=batch_keys, pure=False,
-                            fn=self.fn, environment=self.environment,
-                            required=self.environment_required,
-                        )
-                        for future in futures:
-                            future.add_done_callback(finished.put)
-                        in_flight.extend(futures)
+                        outstanding.update(batch)
+                        batches.submit(batch)
                 if not outstanding:
                     return
                 if len(ready) < len(outstanding):
-                    for index, result in self._collect(finished, keys, outstanding, watchdog):
+                    for index, result in batches.collect(watchdog, len(outstanding)):
                         ready[index] = self._record(index, outstanding[index], *result)
                         if not self.ordered:
                             del outstanding[index]
-                    in_flight = [future for future in in_flight if not future.done()]
                 while ready:
                     if self.ordered:
                         if next_index not in ready:
@@ -249,34 +241,7 @@ class ParallelFor:
                     if output is not _SKIPPED:
                         yield output
         finally:
-            pending = [future for future in in_flight if not future.done()]
-            if pending:
-                client.cancel(pending)
-
-    def _collect(self, finished, keys, outstanding, watchdog):
-        """Wait for finished tasks and return ``[(index, (ok, value))]`` for them."""
-        while True:
-            try:
-                done = [finished.get(timeout=1.0)]
-                break
-            except queue.Empty:
-                watchdog.check(len(outstanding))
-        while True:
-            try:
-                done.append(finished.get_nowait())
-            except queue.Empty:
-                break
-        watchdog.progressed()
-        succeeded = [future for future in done if future.status == "finished"]
-        results = []
-        if succeeded:
-            values = self.client.gather(succeeded)
-            results.extend((keys.pop(f.key), value) for f, value in zip(succeeded, values))
-        for future in done:
-            if future.status != "finished":
-                exc = future.exception() if future.status == "error" else distributed.CancelledError(future.key)
-                results.append((keys.pop(future.key), (False, _failure_of(exc, ""))))
-        return results
+            batches.cancel()
 
     def _record(self, index: int, item, ok: bool, value):
         """Count, log and shard one result; return what the iterator hands out."""
@@ -303,6 +268,76 @@ class ParallelFor:
         if known.get(self.environment) is not self.setup.setup_function:
             self.client.register_plugin(self.setup, name=self.environment)
             known[self.environment] = self.setup.setup_function
+
+
+class _Batches:
+    """The map's tasks on the cluster: each carries a batch of items (see :mod:`dask_runners.batching`)."""
+
+    def __init__(self, client, parallel: ParallelFor, sizer: BatchSizer):
+        self.client = client
+        self.parallel = parallel
+        self.sizer = sizer
+        self.token = f"{parallel._progress.label}-{uuid.uuid4().hex[:8]}"
+        self.finished: queue.Queue = queue.Queue()
+        self.indices: dict[str, list[int]] = {}  # key -> the indices of its batch
+        self.futures: dict[str, distributed.Future] = {}
+        self.submitted = 0
+
+    def next_size(self) -> int:
+        return self.sizer.batch_size(self.submitted)
+
+    def has_room(self, in_flight: int) -> bool:
+        """Whether another batch may go out with ``in_flight`` items outstanding."""
+        if self.sizer.item_seconds is None and len(self.futures) >= self.sizer.threads * TASKS_PER_THREAD:
+            return False  # still measuring: a first wave of one-item tasks
+        size = self.sizer.batch_size(self.submitted)
+        return self.sizer.window(size) - in_flight >= size
+
+    def submit(self, batch: list[tuple[int, object]]) -> None:
+        parallel = self.parallel
+        key = f"{self.token}-{batch[0][0]}"
+        future = self.client.submit(
+            _run_batch, [item for _, item in batch], key=key, pure=False,
+            fn=parallel.fn, environment=parallel.environment, required=parallel.environment_required,
+        )
+        self.indices[key] = [index for index, _ in batch]
+        self.futures[key] = future
+        self.submitted += len(batch)
+        future.add_done_callback(self.finished.put)
+
+    def collect(self, watchdog, in_flight: int) -> list[tuple[int, tuple[bool, object]]]:
+        """Wait for finished tasks; return ``[(index, (ok, value))]`` for their items."""
+        while True:
+            try:
+                done = [self.finished.get(timeout=1.0)]
+                break
+            except queue.Empty:
+                watchdog.check(in_flight)
+        while True:
+            try:
+                done.append(self.finished.get_nowait())
+            except queue.Empty:
+                break
+        watchdog.progressed()
+        succeeded = [future for future in done if future.status == "finished"]
+        results = []
+        for future, (outcomes, seconds) in zip(succeeded, self.client.gather(succeeded) if succeeded else []):
+            indices = self.indices.pop(future.key)
+            self.sizer.observe(len(indices), seconds)
+            results.extend(zip(indices, outcomes))
+        for future in done:
+            self.futures.pop(future.key, None)
+            if future.status != "finished":
+                exc = future.exception() if future.status == "error" else distributed.CancelledError(future.key)
+                failure = (False, _failure_of(exc, ""))
+                results.extend((index, failure) for index in self.indices.pop(future.key))
+        return results
+
+    def cancel(self) -> None:
+        """Cancel the tasks still running."""
+        pending = [future for future in self.futures.values() if not future.done()]
+        if pending:
+            self.client.cancel(pending)
 
 
 class _WorkersWatchdog:
