@@ -40,7 +40,7 @@ from .batching import TASKS_PER_THREAD, BatchSizer
 from .config import Timeouts
 from .exceptions import ParallelForError, RunnerError, WorkersTimeoutError
 from .progress import Progress
-from .shards import ShardWriter
+from .shards import fingerprint, open_shards
 from .worker_setup import (
     DEFAULT_NAME,
     WorkerEnvironment,
@@ -130,11 +130,13 @@ class ParallelFor:
     done : int
         How many items finished, successfully or not.
     shards : list of Path
-        The finished JSONL shards, when ``output_dir`` was given.
+        The shards this run finished, when ``output_dir`` was given.
+    skipped : int
+        Items skipped because ``output_dir`` already held their results.
     """
 
     def __init__(self, fn, items, *, client, setup, environment, ordered, with_index,
-                 max_in_flight, on_error, max_failures, progress, output_dir, shard_size):
+                 max_in_flight, on_error, max_failures, progress, output_dir, shard_size, if_exists="resume"):
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error must be one of {_ON_ERROR}, not {on_error!r}")
         if max_in_flight is not None and max_in_flight < 1:
@@ -154,8 +156,19 @@ class ParallelFor:
         self.failures: list[ItemFailure] = []
         self.done = 0
         label = getattr(fn, "__name__", "parallel_for")
-        self._progress = Progress(label, _length(items), enabled=progress)
-        self._writer = None if output_dir is None else ShardWriter(output_dir, shard_size)
+        total = _length(items)
+        self._writer = None
+        if output_dir is not None:
+            self._writer = open_shards(output_dir, shard_size, total, fingerprint(fn), if_exists)
+        #: Items skipped because ``output_dir`` already held their results.
+        self.skipped = 0 if self._writer is None else len(self._writer.done)
+        if self.skipped:
+            logger.info(
+                "parallel_for: %d of %s items already have results in %s; computing the others",
+                self.skipped, "?" if total is None else total, output_dir,
+            )
+        left = None if total is None else total - self.skipped
+        self._progress = Progress(label, left, enabled=progress)
         self._results = self._run()
 
     @property
@@ -198,7 +211,7 @@ class ParallelFor:
             )
         else:
             env = {}
-        for index, item in enumerate(self.items):
+        for index, item in self._inputs():
             output = self._record(index, item, *_call(self.fn, item, env))
             if output is not _SKIPPED:
                 yield output
@@ -208,10 +221,10 @@ class ParallelFor:
         self._register_environment()
         sizer = BatchSizer(sum(client.nthreads().values()), _length(self.items), self.max_in_flight)
         batches = _Batches(client, self, sizer)
-        inputs = enumerate(self.items)
+        inputs = self._inputs()
         outstanding: dict[int, object] = {}  # index -> item, until its result is handed out
         ready: dict[int, object] = {}  # index -> output, waiting for its turn
-        next_index = 0
+        next_index = self._after(-1)
         exhausted = False
         watchdog = _WorkersWatchdog(client)
         try:
@@ -235,13 +248,26 @@ class ParallelFor:
                             break
                         output = ready.pop(next_index)
                         del outstanding[next_index]
-                        next_index += 1
+                        next_index = self._after(next_index)
                     else:
                         output = ready.pop(next(iter(ready)))
                     if output is not _SKIPPED:
                         yield output
         finally:
             batches.cancel()
+
+    def _inputs(self) -> Iterator[tuple[int, object]]:
+        """``(index, item)`` for the items without a result in ``output_dir`` yet."""
+        done = set() if self._writer is None else self._writer.done
+        return ((index, item) for index, item in enumerate(self.items) if index not in done)
+
+    def _after(self, index: int) -> int:
+        """The next index after ``index`` that this run computes."""
+        done = set() if self._writer is None else self._writer.done
+        index += 1
+        while index in done:
+            index += 1
+        return index
 
     def _record(self, index: int, item, ok: bool, value):
         """Count, log and shard one result; return what the iterator hands out."""
@@ -399,6 +425,7 @@ def parallel_for(
     progress: bool | None = None,
     output_dir=None,
     shard_size: int = 1000,
+    if_exists: str = "resume",
 ) -> ParallelFor:
     """Call ``fn(item, **env)`` for every item, on the cluster, and yield the results.
 
@@ -428,10 +455,10 @@ def parallel_for(
     with_index : bool
         Yield ``(index, result)`` pairs; useful when ``ordered=False``.
     max_in_flight : int, optional
-        How many items may be submitted but not yet handed out. Default:
-        eight per worker thread, at least 128. Items are submitted in
-        batches of a quarter of this, to keep the scheduler's work per item
-        low.
+        How many items may be submitted but not yet handed out. By default
+        what two tasks per worker thread need, at least 128 and at most
+        100 000. Items go to the workers in batches sized from the measured
+        time per item (see :mod:`dask_runners.batching`).
     on_error : {"raise", "skip", "return"}
         What a failing item does. ``"raise"``: every other result is
         yielded, then :class:`ParallelForError` lists the failures.
@@ -445,9 +472,15 @@ def parallel_for(
         Default: only in a terminal.
     output_dir : str or Path, optional
         Also write every result to JSON Lines shards here; see
-        :mod:`dask_runners.shards`.
+        :mod:`dask_runners.shards`. Run again into the same directory, the
+        map computes only the items without a line there, and yields only
+        their results (:attr:`ParallelFor.skipped` counts the others).
     shard_size : int
         How many consecutive items share a shard.
+    if_exists : {"resume", "restart", "error"}
+        What results already in ``output_dir`` do: their items are skipped
+        (default; a directory of a different map is an error), they are
+        deleted and the map starts over, or they are an error.
 
     Returns
     -------
@@ -464,4 +497,5 @@ def parallel_for(
         fn, items, client=client, setup=setup, environment=environment, ordered=ordered,
         with_index=with_index, max_in_flight=max_in_flight, on_error=on_error,
         max_failures=max_failures, progress=progress, output_dir=output_dir, shard_size=shard_size,
+        if_exists=if_exists,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import io
+import json
+import logging
 import pickle
 import threading
 import warnings
@@ -12,6 +14,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from dask_runners import (
+    ConfigurationError,
     ItemFailure,
     ParallelForError,
     WorkerEnvironment,
@@ -142,6 +145,7 @@ def test_shards_are_complete_ranges_renamed_into_place(tmp_path):
     loop = parallel_for(fails_on_three, range(7), on_error="skip", output_dir=tmp_path, shard_size=3)
     list(loop)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "manifest.json",
         "shard-00000.jsonl",
         "shard-00001.jsonl",
         "shard-00002.jsonl",
@@ -159,6 +163,60 @@ def test_a_stopped_run_leaves_partial_shards(tmp_path):
     writer.close(complete=False)
     assert [p.name for p in tmp_path.iterdir()] == ["shard-00000.jsonl.partial"]
     assert list(read_shards(tmp_path)) == []
+
+
+def double(i):
+    return 2 * i
+
+
+def indices_on_disk(directory):
+    """Every index with a line in ``directory``, finished shards and partial ones, each line whole."""
+    indices = []
+    for path in sorted(directory.glob("shard-*")):
+        for line in path.read_text().splitlines(keepends=True):
+            assert line.endswith("\n")
+            indices.append(json.loads(line)["index"])
+    return indices
+
+
+def test_a_map_run_again_computes_only_what_has_no_result_and_says_so(tmp_path, caplog):
+    first = parallel_for(double, range(25), output_dir=tmp_path, shard_size=10)
+    assert [next(first) for _ in range(13)] == [2 * i for i in range(13)]
+    first.close()  # stopped: shard 0 finished, shard 1 partial
+    assert sorted(p.name for p in tmp_path.glob("shard-*")) == ["shard-00000.jsonl", "shard-00001.jsonl.partial"]
+    with caplog.at_level(logging.INFO, logger="dask_runners.parallel"):
+        second = parallel_for(double, range(25), output_dir=tmp_path, shard_size=10)
+        assert list(second) == [2 * i for i in range(13, 25)]
+    assert second.skipped == 13 and "13 of 25 items already have results" in caplog.text
+    assert sorted(indices_on_disk(tmp_path)) == list(range(25))
+    assert [r["result"] for r in read_shards(tmp_path)] == [2 * i for i in range(25)]
+    assert list(parallel_for(double, range(25), output_dir=tmp_path, shard_size=10)) == []  # all done
+
+
+def test_a_line_cut_short_by_a_kill_is_never_read_and_its_item_runs_again(tmp_path):
+    first = parallel_for(double, range(8), output_dir=tmp_path, shard_size=10)
+    [next(first) for _ in range(5)]
+    first.close()
+    with open(tmp_path / "shard-00000.jsonl.partial", "a") as partial:
+        partial.write('{"index": 5, "res')  # the process died while writing this line
+    second = parallel_for(double, range(8), output_dir=tmp_path, shard_size=10, with_index=True)
+    assert list(second) == [(i, 2 * i) for i in range(5, 8)]
+    assert sorted(indices_on_disk(tmp_path)) == list(range(8))
+
+
+def test_a_directory_of_another_map_is_refused_unless_asked_to_start_over(tmp_path):
+    list(parallel_for(double, range(8), output_dir=tmp_path, shard_size=4))
+    with pytest.raises(ConfigurationError, match=r"items 8 there, 9 now.*if_exists='restart'"):
+        parallel_for(double, range(9), output_dir=tmp_path, shard_size=4)
+    with pytest.raises(ConfigurationError, match="shard_size 4 there, 5 now"):
+        parallel_for(double, range(8), output_dir=tmp_path, shard_size=5)
+    with pytest.raises(ConfigurationError, match="function"):
+        parallel_for(lambda i: 3 * i, range(8), output_dir=tmp_path, shard_size=4)
+    with pytest.raises(ConfigurationError, match="already holds 2 shard"):
+        parallel_for(double, range(8), output_dir=tmp_path, shard_size=4, if_exists="error")
+    again = list(parallel_for(lambda i: 3 * i, range(9), output_dir=tmp_path, shard_size=4, if_exists="restart"))
+    assert again == [3 * i for i in range(9)]
+    assert [r["result"] for r in read_shards(tmp_path)] == again
 
 
 def test_shards_write_numpy_values(tmp_path):
