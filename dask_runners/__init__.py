@@ -9,6 +9,7 @@ from .exceptions import (
     DiscoveryTimeoutError,
     JobInterrupted,
     LauncherEnvironmentError,
+    MapStopped,
     ParallelForError,
     RunnerError,
     SchedulerFileError,
@@ -21,7 +22,7 @@ from .exceptions import (
 from .job import JobContext
 from .launchers import current_job
 from .mpi_runner import MPIRunner
-from .parallel import ItemFailure, ParallelFor, parallel_for
+from .parallel import ItemFailure, ParallelFor, parallel_for, stop_maps
 from .registry import Runner, register_runner
 from .roles import Role
 from .scheduler_file_runner import SchedulerFileRunner
@@ -47,6 +48,7 @@ __all__ = [
     "JobInterrupted",
     "LauncherEnvironmentError",
     "MPIRunner",
+    "MapStopped",
     "ParallelFor",
     "ParallelForError",
     "Role",
@@ -65,6 +67,7 @@ __all__ = [
     "connect",
     "current_job",
     "parallel_for",
+    "stop_maps",
     "register_runner",
     "worker_environment",
 ]

@@ -166,11 +166,11 @@ class Timeouts:
             if value is None:
                 value = dask.config.get(f"runners.timeouts.{name}")
                 where = f"the dask config key runners.timeouts.{name} ({env_variable(f'runners.timeouts.{name}')})"
-            values[name] = _seconds(value, where)
+            values[name] = parse_seconds(value, where)
         return cls(**values)
 
 
-def _seconds(value, where: str) -> float:
+def parse_seconds(value, where: str) -> float:
     """``value`` as a finite number of seconds above 0, or a :class:`ConfigurationError` naming ``where``."""
     try:
         seconds = float(parse_timedelta(value, default="s"))

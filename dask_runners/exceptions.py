@@ -8,7 +8,7 @@ in-process test worlds.
 
 from __future__ import annotations
 
-from .exit_status import signal_name
+from .exit_status import EX_TEMPFAIL, signal_name
 
 
 class RunnerError(RuntimeError):
@@ -97,6 +97,34 @@ class JobInterrupted(SystemExit):
 
     def __str__(self) -> str:
         return f"the job received {signal_name(self.signum)} (exit code {self.code})"
+
+
+class MapStopped(JobInterrupted):
+    """Raised by :func:`~dask_runners.parallel_for` stopped by :func:`~dask_runners.stop_maps`.
+
+    A :class:`JobInterrupted` with exit code 75 (``EX_TEMPFAIL``), as the
+    preemption signal gives: a job script can requeue the job on it, and the
+    map resumes from its ``output_dir``.
+
+    Attributes
+    ----------
+    abandoned : int
+        Items in flight that did not finish within the grace period; they run
+        again on resume.
+    done : int
+        Items this run finished.
+    """
+
+    def __init__(self, abandoned: int, done: int):
+        super().__init__(None, EX_TEMPFAIL)
+        self.abandoned = abandoned
+        self.done = done
+
+    def __str__(self) -> str:
+        return (
+            f"the map stopped for preemption after {self.done} items; {self.abandoned} in flight "
+            "will run again when it resumes (exit code 75)"
+        )
 
 
 class RankExited(Exception):

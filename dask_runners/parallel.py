@@ -28,17 +28,19 @@ import dataclasses
 import itertools
 import logging
 import queue
+import threading
 import time
 import traceback
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 
+import dask.config
 import distributed
 
 from .batching import TASKS_PER_THREAD, BatchSizer
-from .config import Timeouts
-from .exceptions import ParallelForError, RunnerError, WorkersTimeoutError
+from .config import Timeouts, parse_seconds
+from .exceptions import MapStopped, ParallelForError, RunnerError, WorkersTimeoutError
 from .progress import Progress
 from .shards import fingerprint, open_shards
 from .worker_setup import (
@@ -50,6 +52,11 @@ from .worker_setup import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Set by :func:`stop_maps`: every map of this process stops.
+_stop_requested = threading.Event()
+#: Seconds a stopping map waits for the items in flight (``runners.parallel.grace``).
+GRACE_KEY = "runners.parallel.grace"
 
 #: Environments registered by parallel_for, per client: {name: setup}.
 _registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -229,6 +236,8 @@ class ParallelFor:
         watchdog = _WorkersWatchdog(client)
         try:
             while True:
+                if _stop_requested.is_set():
+                    yield from self._stop(batches, outstanding, ready, watchdog)
                 while not exhausted and batches.has_room(len(outstanding)):
                     batch = list(itertools.islice(inputs, batches.next_size()))
                     exhausted = not batch
@@ -255,6 +264,24 @@ class ParallelFor:
                         yield output
         finally:
             batches.cancel()
+
+    def _stop(self, batches, outstanding, ready, watchdog) -> Iterator:
+        """Stop for preemption: record what finishes within the grace period, then raise."""
+        grace = parse_seconds(dask.config.get(GRACE_KEY), f"the dask config key {GRACE_KEY}")
+        logger.warning(
+            "parallel_for: stopping for preemption; waiting up to %.0f s (%s) for %d items in flight",
+            grace, GRACE_KEY, len(outstanding) - len(ready),
+        )
+        deadline = time.monotonic() + grace
+        while len(ready) < len(outstanding) and batches.futures and time.monotonic() < deadline:
+            for index, result in batches.collect(watchdog, len(outstanding), timeout=deadline - time.monotonic()):
+                ready[index] = self._record(index, outstanding[index], *result)
+        if not self.ordered:
+            for output in ready.values():
+                if output is not _SKIPPED:
+                    yield output
+        kept = self.done
+        raise MapStopped(len(outstanding) - len(ready), kept)
 
     def _inputs(self) -> Iterator[tuple[int, object]]:
         """``(index, item)`` for the items without a result in ``output_dir`` yet."""
@@ -331,13 +358,16 @@ class _Batches:
         self.submitted += len(batch)
         future.add_done_callback(self.finished.put)
 
-    def collect(self, watchdog, in_flight: int) -> list[tuple[int, tuple[bool, object]]]:
-        """Wait for finished tasks; return ``[(index, (ok, value))]`` for their items."""
+    def collect(self, watchdog, in_flight: int, timeout: float | None = None) -> list[tuple[int, tuple[bool, object]]]:
+        """Wait for finished tasks (at most ``timeout`` s); return ``[(index, (ok, value))]`` for their items."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                done = [self.finished.get(timeout=1.0)]
+                done = [self.finished.get(timeout=1.0 if deadline is None else min(1.0, max(deadline - time.monotonic(), 0)))]
                 break
             except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return []
                 watchdog.check(in_flight)
         while True:
             try:
@@ -389,6 +419,23 @@ class _WorkersWatchdog:
                 f"items in flight (runners.timeouts.workers = {self.deadline:.0f} s); "
                 "check the worker ranks' logs"
             )
+
+
+def stop_maps(runner=None) -> None:
+    """Stop every :func:`parallel_for` of this process, gracefully; use it as ``on_preemption``.
+
+    A running map stops submitting, records the items that finish within
+    ``runners.parallel.grace`` seconds (to its shards too), and raises
+    :class:`MapStopped`, which ends the job with exit code 75 like the
+    preemption signal itself. Run again into the same ``output_dir``, the
+    map resumes. ::
+
+        with SLURMRunner(preemption_signal=signal.SIGUSR1, on_preemption=stop_maps) as runner:
+            ...
+
+    A map that starts after the call stops at once.
+    """
+    _stop_requested.set()
 
 
 def _resolve_client(client):

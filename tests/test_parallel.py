@@ -348,3 +348,30 @@ def test_breaking_out_cancels_what_is_in_flight(client):
     while client.processing() and any(client.processing().values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(client.processing().values())
+
+
+def slow_double(i):
+    import time
+
+    time.sleep(0.05)
+    return 2 * i
+
+
+def test_stop_maps_records_what_finishes_in_the_grace_period_then_the_map_resumes(client, tmp_path):
+    from dask_runners import MapStopped, stop_maps
+    from dask_runners.parallel import _stop_requested
+
+    threading.Timer(0.6, stop_maps).start()
+    first = parallel_for(slow_double, range(200), client=client, output_dir=tmp_path, shard_size=50)
+    try:
+        with pytest.raises(MapStopped) as stopped:
+            list(first)
+    finally:
+        _stop_requested.clear()
+    assert stopped.value.code == 75 and stopped.value.abandoned == 0  # 30 s of grace: every item in flight finished
+    kept = sorted(indices_on_disk(tmp_path))
+    assert kept == sorted(set(kept)) and 0 < len(kept) < 200 and len(kept) == first.done
+    second = parallel_for(slow_double, range(200), client=client, output_dir=tmp_path, shard_size=50, with_index=True)
+    rest = list(second)
+    assert second.skipped == len(kept) and sorted(i for i, _ in rest) == sorted(set(range(200)) - set(kept))
+    assert sorted(indices_on_disk(tmp_path)) == list(range(200))
