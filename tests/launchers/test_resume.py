@@ -5,8 +5,11 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from ..launch import PYTHON, launch, need, slurm_is_up, write_script
@@ -123,3 +126,43 @@ def wait_for(condition, seconds, what):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {seconds} s waiting for {what}")
         time.sleep(0.2)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "resumable_inference.py"
+
+
+def preempt_when(output, lines) -> threading.Thread:
+    """Once ``output`` holds ``lines`` lines, send SIGUSR1 to srun, as Slurm's warning does."""
+
+    def preempt():
+        wait_for(lambda: len(whole_lines(output)) >= lines, 60, f"{lines} predictions")
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if cmdline[:1] == ["srun"] and str(EXAMPLE) in cmdline and str(output) in cmdline:
+                process.send_signal(signal.SIGUSR1)
+
+    thread = threading.Thread(target=preempt, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_example_survives_two_preemptions_with_every_prediction_exactly_once(job_dir):
+    output = job_dir / "predictions"
+    argv = ["srun", "-n", "4", PYTHON, str(EXAMPLE), "--items", "20000", "--item-ms", "1", "--output", str(output)]
+    kept = 0
+    for stop_at in (4000, 10000):
+        preempting = preempt_when(output, stop_at)
+        preempted = launch(argv, job_dir, timeout=120)
+        preempting.join()
+        assert preempted.returncode == 75, preempted.report()
+        assert preempted.tracebacks == 0 and "stopping for preemption" in preempted.stderr, preempted.report()
+        assert "predicted" not in preempted.stdout  # it stopped before the end
+        now = whole_lines(output)
+        assert len(now) == len(set(now)) and kept < len(now) < 20000
+        kept = len(now)
+    final = launch(argv, job_dir, timeout=120)
+    final.assert_clean_success()
+    assert f"predicted {20000 - kept} items" in final.stdout and f"({kept} were already done)" in final.stdout
+    assert sorted(whole_lines(output)) == list(range(20000))
+    summary = subprocess.run([PYTHON, str(EXAMPLE), "--summary", str(output)], capture_output=True, text=True)
+    assert json.loads(summary.stdout) == {"predictions": 20000, "distinct": 20000}
