@@ -84,6 +84,36 @@ def tiny_table(runs, items) -> str:
     ])
 
 
+def plot(runs, workers, items, item_ms, tiny_items, path: Path) -> None:
+    """Two panels: tiny items by implementation; efficiency on 10 ms items by workers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    tiny = [median_seconds(runs, impl, 2, 0.0) for impl in IMPLS]
+    left.bar(IMPLS, tiny, color=["#999999", "#6a8caf", "#c0504d"])
+    left.set_yscale("log")
+    left.set_ylabel("seconds (log scale)")
+    left.set_title(f"{tiny_items} tiny items, 2 workers")
+    for x, seconds in enumerate(tiny):
+        left.annotate(f"{seconds:.2f} s", (x, seconds), ha="center", va="bottom")
+    for impl, style in zip(IMPLS, ["o:", "s--", "D-"]):
+        efficiency = [items * item_ms / 1000 / n / median_seconds(runs, impl, n, item_ms) for n in workers]
+        right.plot(workers, [100 * e for e in efficiency], style, label=impl)
+    right.axhline(90, color="#cccccc", linewidth=1)
+    right.set_xscale("log", base=2)
+    right.set_xticks(workers, [str(n) for n in workers])
+    right.set_ylim(0, 105)
+    right.set_xlabel("one-thread workers")
+    right.set_ylabel("efficiency, % of ideal")
+    right.set_title(f"{items} items of {item_ms:g} ms")
+    right.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--launcher", choices=["srun", "local"], default="srun")
@@ -94,12 +124,20 @@ def main() -> None:
     parser.add_argument("--slow-items", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--plot", type=Path, help="also draw the two figures to this PNG (needs matplotlib)")
+    parser.add_argument("--from-json", type=Path, help="report (and plot) these saved runs instead of running")
     args = parser.parse_args()
-    started = time.strftime("%Y-%m-%d %H:%M")
-    runs = launch(args.launcher, 2, args.tiny_items, 0.0, args.repeat)
-    for n in args.workers:
-        runs += launch(args.launcher, n, args.items, args.item_ms, args.repeat)
-    runs += launch(args.launcher, 4, args.slow_items, 1000.0, 1)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        started, runs = saved["started"], saved["runs"]
+    else:
+        started = time.strftime("%Y-%m-%d %H:%M")
+        runs = launch(args.launcher, 2, args.tiny_items, 0.0, args.repeat)
+        for n in args.workers:
+            runs += launch(args.launcher, n, args.items, args.item_ms, args.repeat)
+        runs += launch(args.launcher, 4, args.slow_items, 1000.0, 1)
+    if args.plot:
+        plot(runs, args.workers, args.items, args.item_ms, args.tiny_items, args.plot)
     report = "\n\n".join([
         f"parallel_for benchmark, {started}, {os.cpu_count()} cores, launcher {args.launcher}, "
         f"{args.repeat} repeats",
