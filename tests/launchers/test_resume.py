@@ -166,3 +166,42 @@ def test_the_example_survives_two_preemptions_with_every_prediction_exactly_once
     assert sorted(whole_lines(output)) == list(range(20000))
     summary = subprocess.run([PYTHON, str(EXAMPLE), "--summary", str(output)], capture_output=True, text=True)
     assert json.loads(summary.stdout) == {"predictions": 20000, "distinct": 20000}
+
+
+TERM_AS_PREEMPTION = """\
+import signal, sys, time
+from dask.distributed import Client
+from dask_runners import SLURMRunner, parallel_for, stop_maps
+
+def work(i):
+    time.sleep(0.005)
+    return i
+
+with SLURMRunner(preemption_signal=signal.SIGTERM, on_preemption=stop_maps) as runner:
+    with Client(runner) as client:
+        client.wait_for_workers(runner.n_workers)
+        loop = parallel_for(work, range(4000), output_dir=sys.argv[1], shard_size=500)
+        print("SKIPPED", loop.skipped, flush=True)
+        print("FINISHED", sum(1 for _ in loop), flush=True)
+"""
+
+
+def test_the_time_limits_sigterm_as_preemption_signal_lets_the_items_in_flight_finish(job_dir):
+    script = write_script(job_dir, TERM_AS_PREEMPTION)
+    output = job_dir / "out"
+    name = f"term-{os.getpid()}"
+
+    def time_limit(_line):  # as the time limit does: SIGTERM to every task, SIGKILL after KillWait
+        wait_for(lambda: len(whole_lines(output)) >= 800, 60, "800 results")
+        subprocess.run(["scancel", "-s", "TERM", "-n", name], check=True)
+
+    argv = ["srun", "-J", name, "-n", "4", PYTHON, str(script), str(output)]
+    stopped = launch(argv, job_dir, env={"DASK_RUNNERS__PARALLEL__GRACE": "3"}, when="SKIPPED", send=[time_limit])
+    assert stopped.returncode == 75 and stopped.tracebacks == 0, stopped.report()
+    assert "stopping for preemption; waiting up to 3 s" in stopped.stderr, stopped.report()
+    kept = whole_lines(output)
+    assert len(kept) == len(set(kept)) and 800 <= len(kept) < 4000
+    resumed = launch(argv, job_dir)
+    resumed.assert_clean_success()
+    assert f"SKIPPED {len(kept)}" in resumed.stdout and f"FINISHED {4000 - len(kept)}" in resumed.stdout
+    assert sorted(whole_lines(output)) == list(range(4000))
