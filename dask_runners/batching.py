@@ -11,7 +11,8 @@ size follows the measured time per item:
   between 1 and :data:`MAX_BATCH` items;
 * when the number of items is known, a batch is never larger than an even
   share of what is left over two tasks per thread, so that the end of the map
-  still spreads over every thread;
+  still spreads over every thread, but never smaller than
+  :data:`MIN_TASK_SECONDS` of work, as a task costs a round trip;
 * about two tasks per thread are kept in flight, so a thread that finishes
   finds the next task waiting; by default the items in flight (submitted, or
   done and waiting for their turn in input order) are bounded by what that
@@ -25,6 +26,8 @@ import math
 
 #: About how long one task should work: long against a task's round trip (about 1 ms).
 TARGET_TASK_SECONDS = 0.2
+#: The least work a task carries at the end of a map, when batches shrink.
+MIN_TASK_SECONDS = 0.05
 #: Tasks in flight per worker thread.
 TASKS_PER_THREAD = 2
 MAX_BATCH = 10_000
@@ -74,7 +77,11 @@ class BatchSizer:
             size = min(MAX_BATCH, max(1, round(TARGET_TASK_SECONDS / self.item_seconds)))
         if self.total is not None:
             left = max(self.total - submitted, 1)
-            size = min(size, max(1, math.ceil(left / (self.threads * TASKS_PER_THREAD))))
+            share = math.ceil(left / (self.threads * TASKS_PER_THREAD))
+            # Shrink towards the end so every thread finishes at about the same
+            # time, but not below MIN_TASK_SECONDS of work: each task costs a round trip.
+            floor = 1 if not self.item_seconds else max(1, round(MIN_TASK_SECONDS / self.item_seconds))
+            size = min(size, max(share, floor))
         if self.max_in_flight is not None:
             size = min(size, max(1, self.max_in_flight // (self.threads * TASKS_PER_THREAD)))
         return size
