@@ -86,8 +86,11 @@ async def close_server(server, reason: str) -> None:
     """Close a worker or nanny without waiting for tasks still running.
 
     A worker waits for its running tasks by default; a task that sleeps for
-    an hour would hold the whole job's shutdown for an hour.
+    an hour would hold the whole job's shutdown for an hour. From here on a
+    heartbeat that meets a scheduler closing too (every rank signalled at
+    once) is no error.
     """
+    logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
     if isinstance(server, Worker):
         await server.close(reason=reason, executor_wait=False)
     else:
@@ -161,11 +164,10 @@ class ColocatedWorker:
         self.worker = worker
 
     async def close(self) -> None:
-        """Close the worker, once; a heartbeat in flight then is no error."""
+        """Close the worker, once."""
         worker, self.worker = self.worker, None
         if worker is None:
             return
-        logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
         await close_worker(worker, self.log_prefix, self.shutdown_timeout)
 
 

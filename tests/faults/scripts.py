@@ -61,8 +61,8 @@ WAITS_FOR_SIGNAL = HEADER + """
 with {runner}({options}) as runner:
     with Client(runner) as client:
         client.wait_for_workers(runner.n_workers)
-        print("READY", os.environ.get("SLURM_JOB_ID"), flush=True)
-        try:
+        try:  # READY inside: the signal it brings may arrive before the next statement
+            print("READY", os.environ.get("SLURM_JOB_ID"), flush=True)
             client.submit(time.sleep, 60).result()
         finally:
             print("BODY LEFT", flush=True)
