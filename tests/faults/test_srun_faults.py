@@ -38,8 +38,14 @@ def test_scheduler_rank_killed_raises_in_the_client_code_within_seconds(job_dir)
     result = srun(scripts.write(job_dir, scripts.SCHEDULER_KILLED, "SLURMRunner"), job_dir)
     assert result.returncode != 0, result.report()
     assert "SchedulerLostError" in result.stderr, result.report()
-    lost_after = float(result.stdout.split("LOST after ")[1].split()[0])
-    assert lost_after < 5, result.report()
+    if "LOST after " in result.stdout:
+        lost_after = float(result.stdout.split("LOST after ")[1].split()[0])
+        assert lost_after < 5, result.report()
+    else:
+        # About one run in eight, distributed's client cancels the future before the
+        # runner interrupts the body (both see the same connection close); the runner's
+        # SchedulerLostError then follows as the block is left (docs/faults.rst).
+        assert "cancelled for reason: scheduler-connection-lost" in result.stderr, result.report()
     assert "worker rank 2: lost the connection to the scheduler" in result.stderr
     assert result.seconds < 20, result.report()
     assert result.leftovers == []
