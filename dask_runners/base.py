@@ -439,7 +439,9 @@ class BaseRunner(SyncMethodMixin):
             logger.error("%s: %s; the client code does not run", self.state.log_prefix, failure)
             raise _StoppedBeforeStart(failure)
         colocated = self._colocated_worker()
-        self._session = ClientSession(self.state, channel, self.timeouts.shutdown, self._wake_main_thread, colocated)
+        self._session = ClientSession(
+            self.state, channel, self.timeouts.shutdown, self._wake_main_thread, colocated, self.contact.dashboard
+        )
         if colocated is not None:
             await colocated.start(self.contact.address, await self.get_worker_name(), self.security)
             self._notify("on_worker_start")

@@ -41,7 +41,6 @@ from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .config import backoff_delays
-from .dashboard import Dashboard
 from .exceptions import SchedulerLostError, ShutdownTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -360,13 +359,11 @@ class ClusterControl(SchedulerPlugin):
 def ready_summary(scheduler) -> dict:
     """What the running workers of ``scheduler`` add up to, as JSON-ready data."""
     workers = list(scheduler.running)
-    dashboard = Dashboard.of(scheduler)
     return {
         "workers": len(workers),
         "threads": sum(ws.nthreads for ws in workers),
         "memory": sum(ws.memory_limit or 0 for ws in workers),
         "nodes": len({ws.host for ws in workers}),
-        "dashboard": None if dashboard is None else dashboard.to_dict(),
     }
 
 

@@ -167,15 +167,17 @@ class ParallelFor:
         self._writer = None
         if output_dir is not None:
             self._writer = open_shards(output_dir, shard_size, total, fingerprint(fn), if_exists)
+        self._done: set[int] = set() if self._writer is None else self._writer.done
         #: Items skipped because ``output_dir`` already held their results.
-        self.skipped = 0 if self._writer is None else len(self._writer.done)
+        self.skipped = len(self._done)
         if self.skipped:
             logger.info(
                 "parallel_for: %d of %s items already have results in %s; computing the others",
                 self.skipped, "?" if total is None else total, output_dir,
             )
-        left = None if total is None else total - self.skipped
-        self._progress = Progress(label, left, enabled=progress)
+        #: How many items this run computes, if known.
+        self._left = None if total is None else total - self.skipped
+        self._progress = Progress(label, self._left, enabled=progress)
         self._results = self._run()
 
     @property
@@ -226,7 +228,7 @@ class ParallelFor:
     def _run_on_cluster(self) -> Iterator:
         client = self.client
         self._register_environment()
-        sizer = BatchSizer(sum(client.nthreads().values()), _length(self.items), self.max_in_flight)
+        sizer = BatchSizer(sum(client.nthreads().values()), self._left, self.max_in_flight)
         batches = _Batches(client, self, sizer)
         inputs = self._inputs()
         outstanding: dict[int, object] = {}  # index -> item, until its result is handed out
@@ -280,19 +282,16 @@ class ParallelFor:
             for output in ready.values():
                 if output is not _SKIPPED:
                     yield output
-        kept = self.done
-        raise MapStopped(len(outstanding) - len(ready), kept)
+        raise MapStopped(len(outstanding) - len(ready), self.done)
 
     def _inputs(self) -> Iterator[tuple[int, object]]:
         """``(index, item)`` for the items without a result in ``output_dir`` yet."""
-        done = set() if self._writer is None else self._writer.done
-        return ((index, item) for index, item in enumerate(self.items) if index not in done)
+        return ((index, item) for index, item in enumerate(self.items) if index not in self._done)
 
     def _after(self, index: int) -> int:
         """The next index after ``index`` that this run computes."""
-        done = set() if self._writer is None else self._writer.done
         index += 1
-        while index in done:
+        while index in self._done:
             index += 1
         return index
 

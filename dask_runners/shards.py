@@ -102,7 +102,7 @@ class ShardWriter:
                 temporary.write_bytes(kept)
                 os.replace(temporary, path)
             self.done.update(index for index, _ in lines)
-            shard = int(path.name[len("shard-"):].split(".")[0])
+            shard = _shard_number(path)
             self._counts[shard] = len(lines)
             if self._counts[shard] >= self.expected(shard):
                 self._finish(shard)
@@ -128,7 +128,7 @@ class ShardWriter:
         self._open.clear()
         if complete:
             for path in sorted(self.directory.glob("shard-*.jsonl.partial")):
-                self._finish(int(path.name[len("shard-"):].split(".")[0]))
+                self._finish(_shard_number(path))
 
     def _finish(self, shard: int) -> None:
         stream = self._open.pop(shard, None)
@@ -139,6 +139,11 @@ class ShardWriter:
         if self.path(shard, partial=True).exists():
             os.replace(self.path(shard, partial=True), self.path(shard))
             self.finished.append(self.path(shard))
+
+
+def _shard_number(path: Path) -> int:
+    """``k`` of ``shard-{k:05d}.jsonl[.partial]``."""
+    return int(path.name[len("shard-"):].split(".")[0])
 
 
 def _whole_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:

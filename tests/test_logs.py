@@ -88,14 +88,13 @@ def test_appending_refuses_a_fifo_without_blocking_and_another_users_file(tmp_pa
 
 
 def test_the_ready_line_says_what_the_cluster_is_and_how_to_reach_its_dashboard():
-    summary = {"workers": 14, "threads": 28, "memory": 14 * 2**30, "nodes": 2,
-               "dashboard": Dashboard("node1", "127.0.0.1", 8787).to_dict()}
-    assert ready_line(summary, 3.24) == (
+    summary = {"workers": 14, "threads": 28, "memory": 14 * 2**30, "nodes": 2}
+    assert ready_line(summary, 3.24, Dashboard("node1", "127.0.0.1", 8787)) == (
         "cluster ready in 3.2 s: 14 workers, 28 threads, 14.00 GiB on 2 nodes; "
         "dashboard http://localhost:8787/status after `ssh -L 8787:localhost:8787 node1`"
     )
-    summary.update(workers=1, nodes=1, dashboard=Dashboard("node1", "0.0.0.0", 8787).to_dict())
-    assert ready_line(summary, 1).endswith("1 worker, 28 threads, 14.00 GiB on 1 node; dashboard http://node1:8787/status")
+    summary.update(workers=1, nodes=1)
+    assert ready_line(summary, 1, Dashboard("node1", "0.0.0.0", 8787)).endswith("1 worker, 28 threads, 14.00 GiB on 1 node; dashboard http://node1:8787/status")
 
 
 def test_the_dashboard_listens_on_loopback_unless_asked_otherwise():

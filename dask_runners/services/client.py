@@ -44,6 +44,8 @@ class ClientSession:
         raises the noted failure; returns whether there is such a handler.
     colocated : ColocatedWorker or None
         The worker beside the client code (``exclusive_workers=False``).
+    dashboard : Dashboard or None
+        The scheduler's dashboard, from its contact, for the ready line.
     """
 
     def __init__(
@@ -53,12 +55,14 @@ class ClientSession:
         shutdown_timeout: float,
         wake_main_thread,
         colocated: ColocatedWorker | None = None,
+        dashboard: Dashboard | None = None,
     ):
         self.state = state
         self.channel = channel
         self.shutdown_timeout = shutdown_timeout
         self.wake_main_thread = wake_main_thread
         self.colocated = colocated
+        self.dashboard = dashboard
         if channel is not None:
             channel.stopped.add_done_callback(self._on_cluster_stopped)
             channel.ready.add_done_callback(self._on_cluster_ready)
@@ -66,7 +70,8 @@ class ClientSession:
     def _on_cluster_ready(self, ready: asyncio.Future) -> None:
         """Every expected worker runs: say in one line what the cluster is."""
         if not ready.cancelled():
-            logger.info("%s: %s", self.state.log_prefix, ready_line(ready.result(), since_launch()))
+            line = ready_line(ready.result(), since_launch(), self.dashboard)
+            logger.info("%s: %s", self.state.log_prefix, line)
 
     def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
         """The cluster stopped: a failure if the client code did not ask for it."""
@@ -114,14 +119,13 @@ def since_launch() -> float:
     return time.time() - psutil.Process().create_time()
 
 
-def ready_line(summary: dict, seconds: float) -> str:
+def ready_line(summary: dict, seconds: float, dashboard: Dashboard | None = None) -> str:
     """The client rank's line when the cluster is ready, from the scheduler's summary."""
     workers, nodes = summary["workers"], summary["nodes"]
     line = (
         f"cluster ready in {seconds:.1f} s: {workers} worker{'s' * (workers != 1)}, "
         f"{summary['threads']} threads, {format_bytes(summary['memory'])} on {nodes} node{'s' * (nodes != 1)}"
     )
-    dashboard = Dashboard.from_dict(summary.get("dashboard"))
     if dashboard is None:
         return line
     if dashboard.tunnel is None:

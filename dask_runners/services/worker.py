@@ -28,6 +28,9 @@ from ..state import RankState
 
 logger = logging.getLogger(__name__)
 
+#: A worker in these has begun to close (or has failed to start, and closed).
+CLOSING = (Status.closing, Status.closed, Status.failed)
+
 
 def node_local_directory(environ=None) -> str:
     """Scratch space on this node for a worker's spilled data.
@@ -220,7 +223,7 @@ class WorkerService:
             await self._report_start_failure(channel, e)
             raise
         if not started:  # the job stopped, or the scheduler was lost, while the worker started
-            if server.status not in (Status.closing, Status.closed, Status.failed):  # a failed start closed it
+            if server.status not in CLOSING:  # a failed start closed it
                 await close_worker(server, state.log_prefix, self.shutdown_timeout)
             await channel.close()
             state.status = Status.closed
@@ -253,7 +256,7 @@ class WorkerService:
         if starting.done() and not stopped:
             starting.result()  # the start's own error, if it failed
             return True
-        if not starting.done() and server.status in (Status.closing, Status.closed, Status.failed):
+        if not starting.done() and server.status in CLOSING:
             await asyncio.wait([starting], timeout=self.shutdown_timeout)
         if starting.done():
             starting.exception()  # the stop order explains a failed start; it is no error of its own
