@@ -18,6 +18,7 @@ from .exceptions import (
     ShutdownTimeoutError,
     WorkersTimeoutError,
     WorldTooSmallError,
+    WorldTooSmallException,
 )
 from .job import JobContext
 from .launchers import current_job
@@ -64,6 +65,7 @@ __all__ = [
     "WorkerEnvironment",
     "WorkersTimeoutError",
     "WorldTooSmallError",
+    "WorldTooSmallException",
     "connect",
     "current_job",
     "parallel_for",

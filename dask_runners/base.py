@@ -320,12 +320,13 @@ class BaseRunner(SyncMethodMixin):
     def abort_start(self, exc: BaseException) -> None:
         """Called when this rank fails before the cluster is up.
 
-        The exception is raised after this returns. By default a scheduler
-        rank reports the failure through its transport, so that the waiting
+        The exception is raised after this returns. By default the rank
+        that runs the scheduler reports the failure through its transport, so that the waiting
         ranks fail at once with the reason. A runner whose launcher would
         leave the other ranks waiting (MPI) ends the job here.
         """
-        if self.role is Role.scheduler and self._carrier is not None:
+        hosts_scheduler = self.role is Role.scheduler or self._service is not None
+        if hosts_scheduler and self._carrier is not None:
             self._carrier.report_failure(f"{type(exc).__name__}: {exc}")
 
     # -- what the rank is ----------------------------------------------------------
@@ -387,24 +388,32 @@ class BaseRunner(SyncMethodMixin):
         self.state.role = role = Role(await self.get_role())
         if not self._asynchronous:  # the rank owns its process, and so its logging
             self.log_file = configure_rank_logging(role, self.rank)
+        beside_client = role is Role.client and self.rank is not None and self.rank == self.layout.shared_rank
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
         tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
-        prepared = self._carrier.prepare(role is Role.scheduler, tls.per_job and self.layout.scheduler)
+        prepared = self._carrier.prepare(role is Role.scheduler or beside_client, tls.per_job and self.layout.scheduler)
         try:
             await asyncio.wait_for(prepared, self.timeouts.discovery)
         except asyncio.TimeoutError as e:
             what = f"checking where {self._carrier.describe()} goes"
             raise DiscoveryTimeoutError.after(self.state.log_prefix, self.timeouts.discovery, what) from e
-        if role is Role.scheduler:
-            return await self._serve_scheduler(tls)
-        self.contact = await self._discover()
-        self.security = tls.for_contact(self.contact)
+        hosted = None
+        if role is Role.scheduler or beside_client:
+            scheduler = await self._start_scheduler(tls, None if beside_client else self._colocated_worker())
+            serving = self._service.serve(scheduler, await self.get_worker_name())
+            if role is Role.scheduler:
+                return await serving
+            hosted = asyncio.ensure_future(serving)  # closes after the client code, as the last rank leaves
+        else:
+            self.contact = await self._discover()
+            self.security = tls.for_contact(self.contact)
         if role is Role.worker:
             return await self._serve_worker()
-        await self._start_client()
+        await self._start_client(hosted)
         return None
 
-    async def _serve_scheduler(self, tls: TLSChoice) -> int:
+    async def _start_scheduler(self, tls: TLSChoice, colocated: ColocatedWorker | None):
+        """Start the scheduler in this process and publish its contact."""
         self._service = service = SchedulerService(
             self.state,
             options=self.scheduler_options,
@@ -415,11 +424,11 @@ class BaseRunner(SyncMethodMixin):
             layout=self.layout,
             world_size=self.world_size,
             timeouts=self.timeouts,
-            colocated=self._colocated_worker(),
+            colocated=colocated,
         )
         scheduler = await service.start()
         self.contact, self.security = service.contact, service.security
-        return await service.serve(scheduler, await self.get_worker_name())
+        return scheduler
 
     async def _serve_worker(self) -> int:
         joins = self.layout.scheduler or self.contact.serves_control
@@ -430,7 +439,7 @@ class BaseRunner(SyncMethodMixin):
         )
         return await service.serve(self.contact.address, self.security, channel)
 
-    async def _start_client(self) -> None:
+    async def _start_client(self, hosted_scheduler: asyncio.Task | None) -> None:
         channel = await self._join(Role.client) if self.layout.scheduler else None
         if channel is not None and channel.stopped.done():  # the job stopped before this rank joined
             await channel.close()
@@ -440,7 +449,13 @@ class BaseRunner(SyncMethodMixin):
             raise _StoppedBeforeStart(failure)
         colocated = self._colocated_worker()
         self._session = ClientSession(
-            self.state, channel, self.timeouts.shutdown, self._wake_main_thread, colocated, self.contact.dashboard
+            self.state,
+            channel,
+            self.timeouts.shutdown,
+            self._wake_main_thread,
+            colocated,
+            self.contact.dashboard,
+            hosted_scheduler,
         )
         if colocated is not None:
             await colocated.start(self.contact.address, await self.get_worker_name(), self.security)

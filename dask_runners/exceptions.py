@@ -20,7 +20,12 @@ class LauncherEnvironmentError(RunnerError):
 
 
 class WorldTooSmallError(RunnerError):
-    """The job has too few processes for a scheduler, a client and a worker."""
+    """The job has too few processes for its scheduler, client and worker ranks."""
+
+
+#: dask-jobqueue's and dask-mpi's name for :class:`WorldTooSmallError`, so that
+#: ``except WorldTooSmallException`` keeps working after the import change.
+WorldTooSmallException = WorldTooSmallError
 
 
 class DiscoveryTimeoutError(RunnerError, TimeoutError):

@@ -6,7 +6,7 @@
 module: it is the drop-in's front door.
 """
 
-from .compat.dask_mpi import execute, initialize, send_close_signal
+from .compat.dask_mpi import WorldTooSmallException, execute, initialize, send_close_signal
 from .mpi_runner import MPIRunner
 
-__all__ = ["MPIRunner", "execute", "initialize", "send_close_signal"]
+__all__ = ["MPIRunner", "WorldTooSmallException", "execute", "initialize", "send_close_signal"]

@@ -41,6 +41,16 @@ class RankLayout:
     exclusive_workers : bool
         Whether workers run only on the other ranks (``False``: the scheduler
         and client ranks each run a worker too).
+    min_workers : int
+        How many worker ranks the job must have at least: 1, or 0 for a
+        cluster that workers from elsewhere may join (dask-mpi's
+        ``execute`` allows one).
+
+    When ``scheduler_rank`` and ``client_rank`` are the same rank, that rank
+    is a client rank whose process also runs the scheduler
+    (:attr:`shared_rank`): the scheduler starts beside the client code and
+    closes after it. With ``exclusive_workers=False`` that process runs one
+    worker as well, so a one-rank job is a whole cluster.
     """
 
     scheduler: bool = True
@@ -48,23 +58,44 @@ class RankLayout:
     scheduler_rank: int = 0
     client_rank: int | None = None
     exclusive_workers: bool = True
+    min_workers: int = 1
 
     def __post_init__(self):
         if self.client_rank is None:
             lowest_free = 1 if self.scheduler and self.scheduler_rank == 0 else 0
             object.__setattr__(self, "client_rank", lowest_free)
+
+    @property
+    def shared_rank(self) -> int | None:
+        """The rank whose process runs both the scheduler and the client code, if any."""
         if self.scheduler and self.client and self.scheduler_rank == self.client_rank:
-            raise ValueError(
-                f"scheduler_rank and client_rank are both {self.client_rank}; "
-                "the scheduler and the client code need ranks of their own"
-            )
+            return self.client_rank
+        return None
+
+    def hosts_scheduler(self, rank: int | None) -> bool:
+        """Whether the process of ``rank`` runs the scheduler (alone, or beside the client code)."""
+        return self.scheduler and rank == self.scheduler_rank
 
     def service_ranks(self) -> dict[int, Role]:
-        """The ranks that run the scheduler or the client code, with their roles."""
+        """The ranks that run the scheduler or the client code, with their roles.
+
+        A shared rank is listed once, as the client's: its process runs the
+        client code, and the scheduler beside it.
+        """
         ranks = {self.scheduler_rank: Role.scheduler} if self.scheduler else {}
         if self.client:
             ranks[self.client_rank] = Role.client
         return ranks
+
+    def control_members(self, world_size: int | None) -> int | None:
+        """How many ranks join the scheduler's control channel, if known.
+
+        Every rank but the scheduler's; a shared rank's client code joins
+        too, over its own process's loopback.
+        """
+        if world_size is None:
+            return None
+        return world_size - 1 + (self.shared_rank is not None)
 
     def role_of(self, rank: int) -> Role:
         """The role of ``rank``."""
@@ -76,7 +107,7 @@ class RankLayout:
             return None
         if not self.exclusive_workers:
             return world_size
-        return world_size - self.scheduler - self.client
+        return world_size - len(self.service_ranks())
 
     def check_world_size(self, world_size: int | None, stated: str, hint: Callable[[int], str]) -> None:
         """Raise :class:`WorldTooSmallError` if ``world_size`` ranks cannot hold this layout.
@@ -86,9 +117,12 @@ class RankLayout:
         language (:class:`~dask_runners.launchers.LaunchFacts`).
         """
         service = self.service_ranks()
-        parts = [f"a {role.value} on rank {rank}" for rank, role in sorted(service.items())]
+        parts = [
+            f"the scheduler and the client code on rank {rank}" if rank == self.shared_rank else f"a {role.value} on rank {rank}"
+            for rank, role in sorted(service.items())
+        ]
         needed = len(service)
-        if self.exclusive_workers or not service:
+        if self.min_workers and (self.exclusive_workers or not service):
             parts.append("one worker")
             needed += 1
         needed = max([needed, *(rank + 1 for rank in service)])

@@ -137,6 +137,10 @@ LAYOUTS = [
     (3, 2, True, 4, 2),
     (0, 1, False, 3, 3),
     (2, 0, False, 4, 4),
+    # a shared rank: the scheduler runs beside the client code
+    (1, 1, True, 3, 2),
+    (2, 2, False, 3, 3),
+    (0, 0, False, 1, 1),  # one rank: scheduler, client code and one worker
 ]
 
 
@@ -168,9 +172,13 @@ async def test_scheduler_and_client_on_any_rank_with_or_without_their_own_worker
 def test_a_world_too_small_for_the_chosen_ranks_says_what_is_needed():
     with pytest.raises(WorldTooSmallError, match=r"at least 4 are needed \(a client on rank 0, a scheduler on rank 3"):
         InProcessRunner(InProcessWorld(3), 0, scheduler_rank=3, client_rank=0)._check_can_start()
-    with pytest.raises(ValueError, match="both 1"):
-        InProcessRunner(InProcessWorld(3), 0, scheduler_rank=1, client_rank=1)
+    shared = r"at least 3 are needed \(the scheduler and the client code on rank 2, one worker\)"
+    with pytest.raises(WorldTooSmallError, match=shared):
+        InProcessRunner(InProcessWorld(2), 0, scheduler_rank=2, client_rank=2)._check_can_start()
     InProcessRunner(InProcessWorld(2), 0, exclusive_workers=False)._check_can_start()  # workers beside them
+    InProcessRunner(InProcessWorld(1), 0, client_rank=0, exclusive_workers=False)._check_can_start()  # one rank
+    with pytest.raises(WorldTooSmallError, match=r"at least 2 are needed \(the scheduler and the client code on rank 0, one worker\)"):
+        InProcessRunner(InProcessWorld(1), 0, client_rank=0)._check_can_start()
 
 
 # -- the local fallback --------------------------------------------------------------------------

@@ -14,21 +14,34 @@ purpose:
 * an exception in ``execute``'s client function, or in the client code after
   ``initialize()``, prints its traceback once and ends every rank with a
   non-zero status, instead of leaving the job hanging;
-* a job too small for a scheduler, a client and one worker fails at once
-  with :class:`~dask_runners.WorldTooSmallError`, which says what to run.
+* a job too small for its layout fails at once with
+  :class:`~dask_runners.WorldTooSmallError` (also importable as
+  ``WorldTooSmallException``), which says what to run. The sizes are
+  dask-mpi's: ``initialize`` needs 3 ranks; ``execute`` needs
+  ``1 + max(client_rank, scheduler_rank, exclusive_workers)``, so that
+  ``mpirun -n 1`` with ``exclusive_workers=False`` is a whole cluster in one
+  process, and ``client_rank == scheduler_rank`` runs the scheduler beside
+  the client function.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import logging
 import sys
 
 import dask.config
 
 from ..client_code import client_config
+from ..exceptions import WorldTooSmallException
 from ..flags import runner_options_from_flags
 from ..mpi_runner import MPIRunner
 from ..roles import Role
+
+__all__ = ["WorldTooSmallException", "execute", "initialize", "send_close_signal"]
+
+logger = logging.getLogger(__name__)
 
 #: The client rank's runner while the client code runs after ``initialize()``.
 _active: MPIRunner | None = None
@@ -39,12 +52,14 @@ class _DaskMPIRunner(MPIRunner):
     """An MPIRunner whose service ranks may keep their process (``exit=False``).
 
     A rank whose service ended with a failure status leaves all the same, so
-    that a failed job ends non-zero everywhere.
+    that a failed job ends non-zero everywhere. ``min_workers`` relaxes the
+    layout's size check to dask-mpi's (see :class:`~dask_runners.roles.RankLayout`).
     """
 
-    def __init__(self, *, exit: bool = True, **kwargs):
+    def __init__(self, *, exit: bool = True, min_workers: int = 1, **kwargs):
         super().__init__(**kwargs)
         self._exit = exit
+        self.layout = dataclasses.replace(self.layout, min_workers=min_workers)
 
     def exit_process(self, exit_code: int):
         if self._exit or exit_code != 0:
@@ -214,7 +229,10 @@ def execute(
     has_client = callable(client_function)
     if not scheduler and scheduler_address is None and scheduler_file is None:
         raise ValueError("Must provide scheduler_address or scheduler_file if executing with scheduler=False")
-    runner = _DaskMPIRunner(exit=False, comm=comm, **runner_options_from_flags(
+    # dask-mpi's size rule, 1 + max(client_rank, scheduler_rank, exclusive_workers):
+    # the service ranks must exist, and exclusive workers need a second rank.
+    shared_and_exclusive = exclusive_workers and client_rank == scheduler_rank
+    runner = _DaskMPIRunner(exit=False, comm=comm, min_workers=int(shared_and_exclusive), **runner_options_from_flags(
         interface=interface, protocol=protocol, nthreads=nthreads, memory_limit=memory_limit,
         local_directory=local_directory, nanny=nanny, dashboard=dashboard,
         dashboard_address=dashboard_address, scheduler_port=scheduler_port,
@@ -226,6 +244,14 @@ def execute(
     runner.__enter__()  # service ranks return here once the cluster has closed
     if runner.role is not Role.client:
         return
+    if runner.n_workers == 0:
+        logger.warning(
+            "%s: no rank of this %d-rank job runs a worker; the client function "
+            "sees only workers that join from elsewhere (run more ranks, or "
+            "exclusive_workers=False)",
+            runner.state.log_prefix,
+            runner.world_size,
+        )
     dask.config.set(client_config(runner))
     try:
         client_function(*client_args, **(client_kwargs or {}))

@@ -46,6 +46,9 @@ class ClientSession:
         The worker beside the client code (``exclusive_workers=False``).
     dashboard : Dashboard or None
         The scheduler's dashboard, from its contact, for the ready line.
+    hosted_scheduler : asyncio.Task or None
+        The scheduler's service when it runs in this process, beside the
+        client code (a shared rank): the shutdown waits for it to close.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class ClientSession:
         wake_main_thread,
         colocated: ColocatedWorker | None = None,
         dashboard: Dashboard | None = None,
+        hosted_scheduler: asyncio.Task | None = None,
     ):
         self.state = state
         self.channel = channel
@@ -63,6 +67,7 @@ class ClientSession:
         self.wake_main_thread = wake_main_thread
         self.colocated = colocated
         self.dashboard = dashboard
+        self.hosted_scheduler = hosted_scheduler
         if channel is not None:
             channel.stopped.add_done_callback(self._on_cluster_stopped)
             channel.ready.add_done_callback(self._on_cluster_ready)
@@ -111,7 +116,21 @@ class ClientSession:
                 await channel.request_shutdown(exit_code, reason, 2 * self.shutdown_timeout)
         finally:
             await channel.close()
+            await self._wait_for_hosted_scheduler()
             state.status = Status.closed
+
+    async def _wait_for_hosted_scheduler(self) -> None:
+        """A scheduler in this process closes after the client code; wait for it, within the deadline."""
+        if self.hosted_scheduler is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.hosted_scheduler), self.shutdown_timeout)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "%s: the scheduler in this process did not close within %.0f s (runners.timeouts.shutdown)",
+                self.state.log_prefix,
+                self.shutdown_timeout,
+            )
 
 
 def since_launch() -> float:

@@ -111,7 +111,7 @@ class SchedulerService:
                 options.setdefault("protocol", "tls")
         scheduler = Scheduler(**options)
         await scheduler
-        expected = None if self.world_size is None else self.world_size - 1
+        expected = self.layout.control_members(self.world_size)
         self.control = control = ClusterControl(
             scheduler, expected, self.timeouts.shutdown, self.timeouts.lease, self.layout.n_workers(self.world_size)
         )
