@@ -36,6 +36,7 @@ from distributed.core import Status
 from distributed.utils import LoopRunner, SyncMethodMixin
 from tornado.ioloop import IOLoop
 
+from .at_exit import close_at_exit
 from .callbacks import outcome
 from .config import Timeouts
 from .control import ControlChannel
@@ -367,8 +368,28 @@ class BaseRunner(SyncMethodMixin):
 
     @property
     def scheduler_address(self) -> str | None:
-        """The scheduler's address, once the runner has started."""
+        """The scheduler's address; asking for it starts a synchronous runner not yet started.
+
+        That is the first use of a runner made without ``with``
+        (``Client(runner)`` asks for it first): see :meth:`start_at_first_use`.
+        """
+        self.start_at_first_use()
         return None if self.contact is None else self.contact.address
+
+    def start_at_first_use(self) -> None:
+        """Start a synchronous runner made without ``with``; close it when the script ends.
+
+        The seed's model: ``runner = SLURMRunner(); client = Client(runner)``.
+        Scheduler and worker ranks serve here and leave the process, as from
+        ``__enter__``; the client rank goes on with the script, and its
+        cluster shuts down at the end of the script with the script's status
+        (:mod:`dask_runners.at_exit`). Does nothing for an asynchronous
+        runner, or one already entered.
+        """
+        if self._asynchronous or self._loop_runner is not None:
+            return
+        self.__enter__()
+        close_at_exit(self)
 
     def _check_can_start(self) -> None:
         """Fail before anything starts if this runner cannot find its scheduler or is too small."""
@@ -391,21 +412,19 @@ class BaseRunner(SyncMethodMixin):
         beside_client = role is Role.client and self.rank is not None and self.rank == self.layout.shared_rank
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
         tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
-        prepared = self._carrier.prepare(role is Role.scheduler or beside_client, tls.per_job and self.layout.scheduler)
-        try:
-            await asyncio.wait_for(prepared, self.timeouts.discovery)
-        except asyncio.TimeoutError as e:
-            what = f"checking where {self._carrier.describe()} goes"
-            raise DiscoveryTimeoutError.after(self.state.log_prefix, self.timeouts.discovery, what) from e
+        publishes = role is Role.scheduler or beside_client
+        prepared = self._carrier.prepare(publishes, tls.per_job and self.layout.scheduler)
+        await self._within_discovery_deadline(prepared, f"checking where {self._carrier.describe()} goes")
         hosted = None
-        if role is Role.scheduler or beside_client:
+        if publishes:
             scheduler = await self._start_scheduler(tls, None if beside_client else self._colocated_worker())
             serving = self._service.serve(scheduler, await self.get_worker_name())
             if role is Role.scheduler:
                 return await serving
             hosted = asyncio.ensure_future(serving)  # closes after the client code, as the last rank leaves
         else:
-            self.contact = await self._discover()
+            discovered = self._carrier.discover()
+            self.contact = await self._within_discovery_deadline(discovered, f"waiting for {self._carrier.describe()}")
             self.security = tls.for_contact(self.contact)
         if role is Role.worker:
             return await self._serve_worker()
@@ -452,7 +471,7 @@ class BaseRunner(SyncMethodMixin):
             self.state,
             channel,
             self.timeouts.shutdown,
-            self._wake_main_thread,
+            lambda: self._signals is not None and self._signals.wake_main_thread(),
             colocated,
             self.contact.dashboard,
             hosted_scheduler,
@@ -463,11 +482,11 @@ class BaseRunner(SyncMethodMixin):
         await self.before_client_start()
         self.state.status = Status.running
 
-    async def _discover(self) -> Contact:
+    async def _within_discovery_deadline(self, step, what: str):
+        """Await ``step`` of the start (``what`` it does), within the discovery deadline."""
         try:
-            return await asyncio.wait_for(self._carrier.discover(), self.timeouts.discovery)
+            return await asyncio.wait_for(step, self.timeouts.discovery)
         except asyncio.TimeoutError as e:
-            what = f"waiting for {self._carrier.describe()}"
             raise DiscoveryTimeoutError.after(self.state.log_prefix, self.timeouts.discovery, what) from e
 
     async def _join(self, role: Role) -> ControlChannel:
@@ -495,9 +514,6 @@ class BaseRunner(SyncMethodMixin):
     @property
     def _notify(self) -> Notifier:
         return Notifier(self.callbacks, self.job)
-
-    def _wake_main_thread(self) -> bool:
-        return self._signals is not None and self._signals.wake_main_thread()
 
     async def _start_once(self) -> int | None:
         if self._start_task is None:
@@ -530,6 +546,8 @@ class BaseRunner(SyncMethodMixin):
     def __enter__(self) -> BaseRunner:
         if self._asynchronous:
             raise TypeError("an asynchronous runner is entered with `async with`")
+        if self._loop_runner is not None and self.status is Status.running:
+            return self  # started at its first use; leaving the block closes it now
         self._check_can_start()
         self._signals = SignalHandlers(self._policy.handle, self._policy.signums)
         self._signals.install()
@@ -656,8 +674,9 @@ class BaseRunner(SyncMethodMixin):
         return self.sync(wait_for_workers, self.scheduler_address, args, n_workers, timeout, self.layout.scheduler)
 
     def __repr__(self) -> str:
+        address = None if self.contact is None else self.contact.address
         return (
             f"<{type(self).__name__} role={self.role and self.role.value} "
             f"rank={self.rank} world_size={self.world_size} "
-            f"scheduler={self.scheduler_address!r} status={self.status.name}>"
+            f"scheduler={address!r} status={self.status.name}>"
         )

@@ -17,6 +17,7 @@ import sys
 
 import dask.config
 
+from .at_exit import close_clients_left_open
 from .registry import Runner
 
 
@@ -67,18 +68,3 @@ def run_client_code(
                 run_as_main(target, args, module=module)
             finally:
                 close_clients_left_open()
-
-
-def close_clients_left_open() -> None:
-    """Close the ``Client`` objects the target left open, before the cluster goes.
-
-    Code written for a long-lived cluster often ends with ``client = Client()``
-    still open, and a client still connected when the workers stop tries to
-    reconnect and prints tracebacks. ``python script.py`` would close it at
-    exit; here the cluster shuts down first, so the runner closes it.
-    """
-    from distributed import Client
-
-    for client in list(Client._instances):
-        if client.status not in ("closing", "closed"):
-            client.close()

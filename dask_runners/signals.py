@@ -138,6 +138,7 @@ class SignalPolicy:
                 signal_name(signum),
                 exit_code,
             )
+            state.signal_received, state.signal_exit = signum, exit_code  # for a script with no `with`
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             raise JobInterrupted(signum, exit_code)

@@ -26,13 +26,12 @@ purpose:
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import logging
-import sys
 
 import dask.config
 
+from ..at_exit import close_at_exit
 from ..client_code import client_config
 from ..exceptions import WorldTooSmallException
 from ..flags import runner_options_from_flags
@@ -45,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 #: The client rank's runner while the client code runs after ``initialize()``.
 _active: MPIRunner | None = None
-_uncaught: BaseException | None = None
 
 
 class _DaskMPIRunner(MPIRunner):
@@ -123,8 +121,7 @@ def initialize(
     _active = runner
     # At the end of the script the cluster shuts down, failed if the script
     # raised; with exit=False only if send_close_signal() was not called.
-    _watch_uncaught_exceptions()
-    atexit.register(_close_at_exit)
+    close_at_exit(runner)
     return True
 
 
@@ -143,46 +140,6 @@ def send_close_signal():
 
     with Client() as client:  # a cluster this process did not start: dask-mpi's way
         client.shutdown()
-
-
-def _watch_uncaught_exceptions() -> None:
-    """Remember an exception that ends the script, for the shutdown at exit."""
-    previous = sys.excepthook
-
-    def hook(exc_type, exc, tb):
-        global _uncaught
-        _uncaught = exc
-        previous(exc_type, exc, tb)
-
-    sys.excepthook = hook
-
-
-def _close_at_exit() -> None:
-    global _active
-    runner, _active = _active, None
-    if runner is None:
-        return
-    _close_default_client()
-    exc = _uncaught
-    runner.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
-
-
-def _close_default_client() -> None:
-    """Close the script's ``Client()``, left open as dask-mpi scripts leave it.
-
-    distributed closes it at exit too, but only after the cluster is gone,
-    when its lost connection logs a traceback.
-    """
-    from distributed import default_client
-
-    try:
-        client = default_client()
-    except ValueError:
-        return
-    try:
-        client.close(timeout=3)
-    except (TimeoutError, RuntimeError, OSError):
-        pass
 
 
 def execute(

@@ -81,8 +81,8 @@ class ClientSession:
     def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
         """The cluster stopped: a failure if the client code did not ask for it."""
         state = self.state
-        if state.shutdown_requested or stopped.cancelled():
-            return
+        if state.shutdown_requested or state.signal_received is not None or stopped.cancelled():
+            return  # asked for, or the same signal reached every rank and already interrupted the code
         if stopped.exception() is not None:
             failure = stopped.exception()
         elif stopped.result().exit_code != 0:

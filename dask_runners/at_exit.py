@@ -1,0 +1,99 @@
+"""The runner's finalizer: the cluster of a script that has no ``with`` block closes when the script ends.
+
+A runner started by its first use (``client = Client(SLURMRunner())``) or by
+dask-mpi's ``initialize()`` has no block to leave. :func:`close_at_exit`
+registers what leaving it would do, for the end of the interpreter:
+
+1. the ``Client`` objects the script left open close, so that none of them
+   sees its cluster go and logs a lost connection;
+2. the runner leaves as from a ``with`` block, with the exception that ended
+   the script (a signal's :class:`~dask_runners.JobInterrupted` included):
+   the cluster shuts down, every rank with the script's exit status.
+
+A failure of the cluster that the script never saw (the scheduler rank was
+lost during its last line) ends the process with that failure's status, as
+``__exit__`` would raise it. One case cannot be told: ``sys.exit(n)`` at the
+top level of the script ends the client rank with ``n``, but Python says so
+to no one, and the other ranks leave with 0.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+
+from distributed.core import Status
+
+from .exceptions import JobInterrupted
+
+logger = logging.getLogger(__name__)
+
+#: The exception that ended the script, seen by :data:`sys.excepthook`.
+_uncaught: BaseException | None = None
+
+
+def close_at_exit(runner) -> None:
+    """Shut ``runner``'s cluster down when the interpreter exits, unless it is closed by then."""
+    _remember_uncaught_exceptions()
+    atexit.register(_close, runner)
+
+
+def _remember_uncaught_exceptions() -> None:
+    previous = sys.excepthook
+    if getattr(previous, "remembers_for_dask_runners", False):
+        return
+
+    def remember(exc_type, exc, tb):
+        global _uncaught
+        _uncaught = exc
+        previous(exc_type, exc, tb)
+
+    remember.remembers_for_dask_runners = True
+    sys.excepthook = remember
+
+
+def script_ending(state) -> BaseException | None:
+    """The exception the script ended with, as far as this process can tell.
+
+    An uncaught exception, else the signal that interrupted the client code
+    (its :class:`~dask_runners.JobInterrupted` is a ``SystemExit``, which
+    Python hands to no hook).
+    """
+    if _uncaught is not None:
+        return _uncaught
+    if state.signal_received is not None:
+        return JobInterrupted(state.signal_received, state.signal_exit)
+    return None
+
+
+def _close(runner) -> None:
+    if runner.status is Status.closed:  # left its block, or send_close_signal() / close() ran
+        return
+    close_clients_left_open()
+    exc = script_ending(runner.state)
+    try:
+        runner.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+    except (SystemExit, Exception) as failure:  # one the script never saw: its status is the job's
+        logger.error("%s: %s", runner.state.log_prefix, failure)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        code = getattr(failure, "code", 1)
+        os._exit(code if isinstance(code, int) and code else 1)
+
+
+def close_clients_left_open() -> None:
+    """Close the ``Client`` objects the script left open, before the cluster goes.
+
+    Code written for a long-lived cluster often ends with ``client = Client()``
+    still open, and a client still connected when the workers stop tries to
+    reconnect and prints tracebacks. Python would close it at exit, after the
+    cluster; the runner closes it first.
+    """
+    from distributed import Client
+
+    for client in list(Client._instances):
+        if client.status not in ("closing", "closed"):
+            client.close()
