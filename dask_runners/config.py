@@ -199,3 +199,13 @@ def backoff_delays(
     while True:
         yield delay
         delay = min(delay * factor, cap)
+
+
+def user_path(path) -> Path:
+    """A path option as the user wrote it, with ``~`` and environment variables expanded.
+
+    Every path a runner, map or command takes goes through here, so that
+    ``scheduler_file="~/jobs/{job_id}.json"`` or ``"$SCRATCH/out"`` means
+    what it means in the shell.
+    """
+    return Path(os.path.expanduser(os.path.expandvars(os.fspath(path))))

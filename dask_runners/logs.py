@@ -25,11 +25,11 @@ errors are never hidden.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import dask.config
 
+from .config import user_path
 from .roles import Role
 from .transport.owned_files import UntrustedFile, append_privately
 
@@ -83,7 +83,7 @@ def configure_rank_logging(role: Role, rank, *, level=None, directory=None) -> P
     terminal.setFormatter(formatter)
     log_file, file_handler = None, None
     if directory:
-        log_file, file_handler = _file_handler(Path(os.path.expanduser(str(directory))), rank, formatter)
+        log_file, file_handler = _file_handler(user_path(directory), rank, formatter)
     for name, shown in levels.items():
         named = logging.getLogger(name)
         for handler in list(named.handlers):

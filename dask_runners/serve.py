@@ -19,10 +19,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import NoReturn
 
-from .config import backoff_delays
+from .config import backoff_delays, user_path
 from .exceptions import ClusterNotFoundError
 from .flags import runner_options_from_flags
 from .registry import Runner
@@ -94,7 +93,7 @@ def stop(scheduler_file, timeout: float = 30.0) -> None:
     TimeoutError
         If the file is still there ``timeout`` seconds after the shutdown.
     """
-    path = Path(scheduler_file).absolute()
+    path = user_path(scheduler_file).absolute()
     state = look_once(path, None)
     if state.kind == "missing":
         raise ClusterNotFoundError(

@@ -31,6 +31,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .config import user_path
 from .exceptions import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class ShardWriter:
     def __init__(self, directory, shard_size: int = 1000, total: int | None = None):
         if shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, not {shard_size}")
-        self.directory = Path(directory)
+        self.directory = user_path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.shard_size = shard_size
         self.total = total
@@ -206,7 +207,7 @@ def open_shards(directory, shard_size: int, total: int | None, function: str, if
     """
     if if_exists not in IF_EXISTS:
         raise ValueError(f"if_exists must be one of {IF_EXISTS}, not {if_exists!r}")
-    directory = Path(directory)
+    directory = user_path(directory)
     writer = ShardWriter(directory, shard_size, total)
     wanted = {"format": 1, "items": total, "shard_size": shard_size, "function": function}
     manifest = directory / MANIFEST
@@ -239,7 +240,7 @@ def open_shards(directory, shard_size: int, total: int | None, function: str, if
 
 def read_shards(directory) -> Iterator[dict]:
     """Yield the records of every finished shard in ``directory``, by index."""
-    for path in sorted(Path(directory).glob("shard-*.jsonl")):
+    for path in sorted(user_path(directory).glob("shard-*.jsonl")):
         with open(path) as stream:
             records = [json.loads(line) for line in stream if line.strip()]
         yield from sorted(records, key=lambda record: record["index"])

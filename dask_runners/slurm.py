@@ -23,7 +23,7 @@ class SLURMRunner(SchedulerFileRunner):
 
     Parameters
     ----------
-    scheduler_file : str or Path
+    scheduler_file : str or Path, optional
         Where to write the scheduler file; see
         :class:`~dask_runners.SchedulerFileRunner`. A ``scheduler_file`` in
         ``scheduler_options`` (dask-jobqueue's other spelling) is used when
@@ -47,7 +47,7 @@ class SLURMRunner(SchedulerFileRunner):
     def __init__(
         self,
         *,
-        scheduler_file=DEFAULT_SCHEDULER_FILE,
+        scheduler_file=None,
         environ=None,
         scheduler_options: dict | None = None,
         worker_options: dict | None = None,

@@ -19,6 +19,7 @@ from distributed import Worker
 from distributed.core import Status
 from distributed.utils import import_term
 
+from ..config import user_path
 from ..control import ControlChannel, StopOrder
 from ..exceptions import SchedulerLostError, ShutdownTimeoutError
 from ..dashboard import worker_dashboard_options
@@ -140,7 +141,7 @@ class WorkerSpec:
         worker_class = import_term(self.worker_class) if isinstance(self.worker_class, str) else self.worker_class
         options = dict(self.options)
         options.setdefault("name", name if self.name_prefix is None else f"{self.name_prefix}-{name}")
-        options.setdefault("local_directory", node_local_directory())
+        options["local_directory"] = str(user_path(options.get("local_directory") or node_local_directory()))
         options = worker_dashboard_options(options)
         if "memory_limit" not in options or "nthreads" not in options:
             for key, value in node_share(self.job).worker_options().items():

@@ -51,7 +51,7 @@ import string
 import time
 from pathlib import Path
 
-from ..config import backoff_delays
+from ..config import backoff_delays, user_path
 from ..exceptions import (
     ClusterNotFoundError,
     ConfigurationError,
@@ -88,7 +88,7 @@ def scheduler_file_path(template, job, environ) -> Path:
     without a job id needs a path given. ``~`` and environment variables are
     expanded.
     """
-    template = os.path.expanduser(os.path.expandvars(str(template)))
+    template = str(user_path(template))
     known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
     try:
         fields = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
@@ -330,7 +330,7 @@ def connect(scheduler_file, **client_kwargs):
     """
     from distributed import Client
 
-    path = Path(os.path.expanduser(os.path.expandvars(str(scheduler_file)))).absolute()
+    path = user_path(scheduler_file).absolute()
     state = look_once(path, None)
     if state.kind != "ready":
         found = {"missing": "no file there", "partial": "an incomplete or unreadable file"}.get(state.kind, state.error)
