@@ -28,6 +28,13 @@ class WorldTooSmallError(RunnerError):
 WorldTooSmallException = WorldTooSmallError
 
 
+class CredentialsRequiredError(RunnerError):
+    """A cluster on its job's own TLS was reached without the credentials in its scheduler file.
+
+    distributed's ``Client(scheduler_file=...)`` meets it; :func:`dask_runners.connect` reads them.
+    """
+
+
 class DiscoveryTimeoutError(RunnerError, TimeoutError):
     """The scheduler was not up and published before the discovery deadline."""
 

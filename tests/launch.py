@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,24 @@ def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()
         leftovers = processes_running(str(cwd))
     after_signal = end - signalled[0] if signalled else None
     return Launch(list(map(str, argv)), proc.returncode, stdout, stderr, seconds, leftovers, after_signal)
+
+
+def expand_tasks(text: str) -> list[int]:
+    """srun's task lists: ``0,4`` or ``2-3``."""
+    tasks = []
+    for item in text.split(","):
+        first, _, last = item.partition("-")
+        tasks += range(int(first), int(last or first) + 1)
+    return tasks
+
+
+def srun_task_ends(stderr: str) -> dict[int, tuple[str, str]]:
+    """The tasks srun says ended badly: ``{task: (node, "Exited with exit code 1")}``."""
+    ended = {}
+    for match in re.finditer(r"^srun: error: ([\w.-]+): tasks? ([\d,\-]+): (.*)$", stderr, re.M):
+        for task in expand_tasks(match[2]):
+            ended[task] = (match[1], match[3])
+    return ended
 
 
 def need(condition: bool, what: str) -> None:

@@ -61,6 +61,7 @@ from ..exceptions import (
 )
 from ..launchers import LOCAL_SCHEDULER_FILE_VAR
 from . import Contact, Transport
+from .guarded_scheme import guarded, unguarded
 from .owned_files import (
     UntrustedFile,
     directory_problem,
@@ -165,7 +166,8 @@ def publish_scheduler(path: Path, contact: Contact, scheduler, stamp: dict) -> N
         extra["credentials"] = contact.credentials.to_dict()
     if contact.dashboard is not None:
         extra["dashboard"] = contact.dashboard.to_dict()
-    write_scheduler_file(path, contact.address, stamp, extra=extra)
+    address = contact.address if contact.credentials is None else guarded(contact.address)
+    write_scheduler_file(path, address, stamp, extra=extra)
 
 
 def look_once(path: Path, stamp: dict | None, credentials_required: bool = False) -> FileState:
@@ -201,6 +203,7 @@ def look_once(path: Path, stamp: dict | None, credentials_required: bool = False
     problem = _bad_contents(content)
     if problem:
         return FileState("invalid", stamp=stamp, error=f"{path}: {problem}")
+    content["address"] = unguarded(content["address"])
     contact = Contact.from_dict(content, serves_control="dask_runners" in content)
     if credentials_required and contact.credentials is None:
         return FileState("untrusted", error=f"{path}: no credentials in it, and this job runs on TLS")

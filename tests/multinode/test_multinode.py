@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from ..launch import PYTHON, launch, need, slurm_is_up, write_script
+from ..launch import PYTHON, launch, need, slurm_is_up, srun_task_ends, write_script
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
@@ -232,24 +231,12 @@ def test_killed_client_rank_on_another_node_ends_every_rank(job_dir):
     assert result.tracebacks == 0, result.report()
     # srun reports each task that ended badly, e.g. "srun: error: node1: tasks 0,4: Exited with
     # exit code 1": every one of the 8 tasks must be there, the client's as killed.
-    ended = {}
-    for match in re.finditer(r"^srun: error: (node\d): tasks? ([\d,\-]+): (.*)$", result.stderr, re.M):
-        for task in expand_tasks(match[2]):
-            ended[task] = (match[1], match[3])
+    ended = srun_task_ends(result.stderr)
     assert sorted(ended) == list(range(8)), result.report()
     assert ended[1] == ("node2", "Killed"), result.report()
     for task, (node, how) in ended.items():
         assert node == f"node{task % 4 + 1}", result.report()
         assert task == 1 or how.startswith("Exited with exit code ") and not how.endswith(" 0"), result.report()
-
-
-def expand_tasks(text: str) -> list[int]:
-    """srun's task lists: ``0,4`` or ``2-3``."""
-    tasks = []
-    for item in text.split(","):
-        first, _, last = item.partition("-")
-        tasks += range(int(first), int(last or first) + 1)
-    return tasks
 
 
 def test_single_node_slurm_still_answers_beside_it():
