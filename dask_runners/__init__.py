@@ -5,6 +5,7 @@ from .config import Timeouts, load_defaults
 from .exceptions import (
     ClusterNotFoundError,
     ClusterStoppedError,
+    CredentialsRequiredError,
     ConfigurationError,
     DiscoveryTimeoutError,
     JobInterrupted,
@@ -41,6 +42,7 @@ __all__ = [
     "BaseRunner",
     "ClusterNotFoundError",
     "ClusterStoppedError",
+    "CredentialsRequiredError",
     "ConfigurationError",
     "DiscoveryTimeoutError",
     "JobContext",

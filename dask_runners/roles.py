@@ -27,6 +27,12 @@ class Role(str, enum.Enum):
 class RankLayout:
     """The ranks of the scheduler and the client code; every other rank is a worker.
 
+    When ``scheduler_rank`` and ``client_rank`` are the same rank, that rank
+    is a client rank whose process also runs the scheduler
+    (:attr:`shared_rank`): the scheduler starts beside the client code and
+    closes after it. With ``exclusive_workers=False`` that process runs one
+    worker as well, so a one-rank job is a whole cluster.
+
     Parameters
     ----------
     scheduler : bool
@@ -45,12 +51,6 @@ class RankLayout:
         How many worker ranks the job must have at least: 1, or 0 for a
         cluster that workers from elsewhere may join (dask-mpi's
         ``execute`` allows one).
-
-    When ``scheduler_rank`` and ``client_rank`` are the same rank, that rank
-    is a client rank whose process also runs the scheduler
-    (:attr:`shared_rank`): the scheduler starts beside the client code and
-    closes after it. With ``exclusive_workers=False`` that process runs one
-    worker as well, so a one-rank job is a whole cluster.
     """
 
     scheduler: bool = True

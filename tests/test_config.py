@@ -231,3 +231,17 @@ def test_stop_takes_the_scheduler_file_from_the_config_or_asks_for_it(tmp_path):
     with dask.config.set({"runners.serve.scheduler-file": str(tmp_path / "gone.json")}):
         result = CliRunner().invoke(main, ["stop", "--timeout", "1"])
     assert result.exit_code == 1 and f"no scheduler file at {tmp_path / 'gone.json'}" in result.output
+
+
+def test_every_path_option_expands_home_and_environment_variables(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from dask_runners.config import user_path
+    from dask_runners.shards import ShardWriter
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    assert user_path("~/jobs/{job_id}.json") == tmp_path / "home" / "jobs" / "{job_id}.json"
+    assert user_path(Path("$SCRATCH/out")) == tmp_path / "scratch" / "out"
+    assert ShardWriter("$SCRATCH/results").directory == tmp_path / "scratch" / "results"
+    assert (tmp_path / "scratch" / "results").is_dir()

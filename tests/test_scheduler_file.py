@@ -177,3 +177,39 @@ def _private(path, text):
     """Write ``text`` to ``path`` as the scheduler does: this user's, mode 0600."""
     path.write_text(text)
     path.chmod(0o600)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_tls_clusters_file_sends_distributeds_client_to_connect_and_connect_works(tmp_path):
+    from distributed import Client, Scheduler
+
+    import dask_runners
+    from dask_runners.exceptions import CredentialsRequiredError
+    from dask_runners.security import JobCredentials
+    from dask_runners.transport import Contact
+
+    credentials = JobCredentials.generate()
+    path = tmp_path / "scheduler.json"
+    async with Scheduler(security=credentials.security(), protocol="tls", dashboard=False, host="127.0.0.1") as s:
+        scheduler_file.publish_scheduler(path, Contact(s.address, credentials), s, STAMP)
+        shown = json.loads(path.read_text())["address"]
+        assert shown == "dask-runners-tls://" + s.address.removeprefix("tls://")
+        assert look_once(path, STAMP).contact.address == s.address  # our readers see tls://
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(CredentialsRequiredError, match=r"dask_runners\.connect\(scheduler_file\)"):
+            await Client(scheduler_file=str(path), asynchronous=True, timeout=20)
+        assert asyncio.get_running_loop().time() - started < 5  # at once, not after distributed's retries
+        async with dask_runners.connect(path, asynchronous=True) as client:
+            assert client.scheduler_info()["address"] == s.address
+
+
+def test_a_cluster_without_tls_keeps_its_plain_address(tmp_path):
+    from dask_runners.transport import Contact
+
+    class FakeScheduler:
+        id, services = "Scheduler-1", {}
+
+    path = tmp_path / "scheduler.json"
+    scheduler_file.publish_scheduler(path, Contact("tcp://10.0.0.1:8786"), FakeScheduler, STAMP)
+    assert json.loads(path.read_text())["address"] == "tcp://10.0.0.1:8786"
