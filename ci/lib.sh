@@ -3,6 +3,7 @@
 
 CI_STATE=${SLURM_CI_STATE:-/var/lib/slurm-ci}   # state, spool, logs and pid files
 SLURM_CONF_FILE=/etc/slurm/slurm.conf              # where Debian's Slurm looks
+OLDEST_ENV=/opt/dask-runners-ci/oldest-env          # the lowest dask and distributed allowed (setup.sh, test.sh)
 
 log() { echo "[$(basename "$0")] $*"; }
 

@@ -23,7 +23,7 @@ class SLURMRunner(SchedulerFileRunner):
 
     Parameters
     ----------
-    scheduler_file : str or Path, optional
+    scheduler_file : str or Path
         Where to write the scheduler file; see
         :class:`~dask_runners.SchedulerFileRunner`. A ``scheduler_file`` in
         ``scheduler_options`` (dask-jobqueue's other spelling) is used when
@@ -47,7 +47,7 @@ class SLURMRunner(SchedulerFileRunner):
     def __init__(
         self,
         *,
-        scheduler_file=None,
+        scheduler_file=DEFAULT_SCHEDULER_FILE,
         environ=None,
         scheduler_options: dict | None = None,
         worker_options: dict | None = None,
