@@ -493,6 +493,7 @@ class BaseRunner(SyncMethodMixin):
         # Ranks of another job (scheduler=False) must not take this job's rank numbers.
         own_rank = self.layout.scheduler and self.rank is not None
         member = self.rank if own_rank else f"{os.uname()[1]}:{os.getpid()}"
+        worker = self._worker_spec().name_for(await self.get_worker_name()) if role is Role.worker else None
         return await ControlChannel.open(
             self.contact.address,
             member,
@@ -500,6 +501,7 @@ class BaseRunner(SyncMethodMixin):
             connection_args(self.security, role.value),
             timeout=self.timeouts.discovery,
             lease=self.timeouts.lease,
+            worker=worker,
         )
 
     def _worker_spec(self) -> WorkerSpec:

@@ -65,6 +65,8 @@ class _Member:
     rank: int | str
     role: str
     comm: object
+    #: The name of the rank's Dask worker, if it runs one.
+    worker: str | int | None = None
     left: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
 
@@ -148,9 +150,13 @@ class ClusterControl(SchedulerPlugin):
         return not (self._stopping and record.msg.startswith("Batched Comm Closed"))
 
     # -- connections from ranks ---------------------------------------------
-    async def handle_member(self, comm, rank, role):
-        """Serve one rank's control connection until that rank leaves."""
-        member = _Member(rank, role, comm)
+    async def handle_member(self, comm, rank, role, worker=None):
+        """Serve one rank's control connection until that rank leaves or its lease runs out.
+
+        The scheduler's side beats too (:meth:`_beat`), so that the rank can
+        tell a silent scheduler from a quiet one.
+        """
+        member = _Member(rank, role, comm, worker)
         self.members[rank] = member
         self._member_joined.set()
         if self._stopping:  # joined a cluster already shutting down (a worker could not start, a signal)
@@ -159,44 +165,73 @@ class ClusterControl(SchedulerPlugin):
             await comm.write({"op": "welcome"})
             if self._ready is not None and role == "client":
                 await comm.write(self._ready)
+        beating = asyncio.ensure_future(self._beat(member))
+        silent = False
         try:
             while True:
                 message = await asyncio.wait_for(comm.read(), self.lease)
                 if message.get("op") == "shutdown":
                     self.request_close(message["exit_code"], message["reason"])
+                elif message.get("op") == "ping":
+                    await comm.write({"op": "pong"})
+        except asyncio.TimeoutError:  # before OSError: on Python 3.11 it is one
+            silent = True
+            comm.abort()
         except (CommClosedError, OSError):
             pass
-        except asyncio.TimeoutError:
-            logger.warning(
-                "scheduler rank: no heartbeat from rank %s for %.0f s "
-                "(runners.timeouts.lease); counting it as gone",
-                rank,
-                self.lease,
-            )
-            comm.abort()
         finally:
+            beating.cancel()
             member.left.set()
         if not self._stopping:
-            self._member_lost(member)
+            self._member_lost(member, silent)
         return Status.dont_reply
 
-    def _member_lost(self, member: _Member) -> None:
+    async def _beat(self, member: _Member) -> None:
+        """Tell ``member`` every quarter lease that the scheduler is there."""
+        while not member.left.is_set():
+            await asyncio.sleep(self.lease / 4)
+            try:
+                await member.comm.write({"op": "heartbeat"})
+            except (CommClosedError, OSError):
+                return
+
+    def _member_lost(self, member: _Member, silent: bool) -> None:
+        """``member`` left without being told to: its process died, or it went silent past the lease."""
+        if silent:
+            how = (
+                f"sent no heartbeat for {self.lease:.0f} s (runners.timeouts.lease): its node is "
+                "cut off or the process is stopped"
+            )
+        else:
+            how = "vanished without leaving the cluster (killed, or out of memory?)"
         if member.role == "client":
-            # A client rank leaves only by asking to shut down; its process died.
+            # A client rank leaves only by asking to shut down.
             self.client_lost = True
             logger.error(
-                "scheduler rank: the client rank (rank %s) vanished without "
-                "leaving the cluster (killed, or out of memory?); shutting the "
-                "job down with exit code 1",
+                "scheduler rank: the client rank (rank %s) %s; shutting the job down with exit code 1",
                 member.rank,
+                how,
             )
-            self.request_close(1, f"the client rank (rank {member.rank}) vanished")
-        else:
-            logger.warning(
-                "scheduler rank: worker rank %s left the cluster unexpectedly; "
-                "carrying on with the remaining workers",
-                member.rank,
-            )
+            self.request_close(1, f"the client rank (rank {member.rank}) {'went silent' if silent else 'vanished'}")
+            return
+        logger.warning(
+            "scheduler rank: worker rank %s %s; carrying on with the remaining workers", member.rank, how
+        )
+        asyncio.ensure_future(self._remove_workers_of(member))
+
+    async def _remove_workers_of(self, member: _Member) -> None:
+        """Drop the lost rank's Dask worker now, so that its tasks run elsewhere.
+
+        Without this the scheduler would wait for distributed's own
+        ``worker-ttl`` or TCP timeouts to notice a rank that is cut off.
+        """
+        if member.worker is None:
+            return
+        for ws in list(self.scheduler.workers.values()):
+            if ws.name == member.worker:
+                await self.scheduler.remove_worker(
+                    ws.address, stimulus_id=f"dask-runners-rank-{member.rank}-lost", close=False
+                )
 
     def request_close(self, exit_code: int, reason: str, *, wait_for_stragglers: bool = True) -> None:
         """Close the scheduler (and so the cluster), leaving with ``exit_code``.
@@ -383,16 +418,18 @@ class ControlChannel:
         self.joined: asyncio.Future[None] = loop.create_future()
         #: What the cluster is, once every expected worker runs (client rank only).
         self.ready: asyncio.Future[dict] = loop.create_future()
+        self.lease = lease
+        self._pong: asyncio.Future | None = None
         self._listener = asyncio.ensure_future(self._listen())
         self._heartbeat = asyncio.ensure_future(self._beat(lease / 4))
 
     @classmethod
     async def open(
-        cls, address: str, rank, role: str, connection_args: dict, timeout: float, lease: float
+        cls, address: str, rank, role: str, connection_args: dict, timeout: float, lease: float, worker=None
     ) -> ControlChannel:
-        """Connect to the scheduler at ``address`` and join as ``rank``."""
+        """Connect to the scheduler at ``address`` and join as ``rank`` (whose Dask worker is named ``worker``)."""
         comm = await connect(address, timeout=timeout, **connection_args)
-        await comm.write({"op": HANDLER, "rank": rank, "role": role, "reply": False})
+        await comm.write({"op": HANDLER, "rank": rank, "role": role, "worker": worker, "reply": False})
         channel = cls(comm, address, lease)
         # The first message says whether the cluster is still up: a rank that
         # joins a cluster already shutting down is told to stop right away.
@@ -410,25 +447,46 @@ class ControlChannel:
     async def _listen(self) -> None:
         try:
             while True:
-                message = await self.comm.read()
+                message = await asyncio.wait_for(self.comm.read(), self.lease)
                 if not self.joined.done():
                     self.joined.set_result(None)
-                if message.get("op") == "ready" and not self.ready.done():
+                op = message.get("op")
+                if op == "ready" and not self.ready.done():
                     self.ready.set_result(message)
-                if message.get("op") == "stop" and not self.stopped.done():
+                elif op == "stop" and not self.stopped.done():
                     order = StopOrder(message["exit_code"], message["reason"], message.get("client_lost", False))
                     self.stopped.set_result(order)
+                elif op == "pong" and self._pong is not None and not self._pong.done():
+                    self._pong.set_result(True)
+        except asyncio.TimeoutError:  # before OSError: on Python 3.11 it is one
+            self.comm.abort()
+            self._lost(
+                f"no word from the scheduler at {self.address} for {self.lease:.0f} s "
+                "(runners.timeouts.lease): its node is cut off, or its process is stopped"
+            )
         except (CommClosedError, OSError):
-            if not self.joined.done():
-                self.joined.set_result(None)
-            if not self.stopped.done():
-                self.stopped.set_exception(
-                    SchedulerLostError(
-                        f"lost the connection to the scheduler at {self.address} "
-                        "without being told to stop: the scheduler rank exited "
-                        "or was killed"
-                    )
-                )
+            self._lost(
+                f"lost the connection to the scheduler at {self.address} without being told "
+                "to stop: the scheduler rank exited or was killed"
+            )
+
+    def _lost(self, why: str) -> None:
+        if not self.joined.done():
+            self.joined.set_result(None)
+        if not self.stopped.done():
+            self.stopped.set_exception(SchedulerLostError(why))
+
+    async def scheduler_answers(self) -> bool:
+        """Whether the scheduler answers a ping within a quarter lease (and has not said stop)."""
+        if self.stopped.done():
+            return False
+        self._pong = asyncio.get_running_loop().create_future()
+        try:
+            await self.comm.write({"op": "ping"})
+            done, _ = await asyncio.wait([self._pong, self.stopped], timeout=self.lease / 4)
+        except (CommClosedError, OSError):
+            return False
+        return self._pong in done
 
     async def request_shutdown(self, exit_code: int, reason: str, timeout: float) -> StopOrder:
         """Ask the scheduler to shut the cluster down; wait until it has.

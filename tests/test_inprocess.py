@@ -6,7 +6,7 @@ import json
 import pytest
 from distributed import Client
 
-from dask_runners import BaseRunner, Role, WorkersTimeoutError
+from dask_runners import BaseRunner, Role, SchedulerLostError, WorkersTimeoutError
 from dask_runners.inprocess import InProcessRunner, InProcessWorld, RankExited
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -273,3 +273,59 @@ async def test_security_false_runs_plain_tcp():
 
     _, outcome = await run_world(3, address, security=False)
     assert outcome["result"].startswith("tcp://")
+
+
+@pytest.fixture
+def channels(monkeypatch):
+    """Every rank's control channel, by rank, as the ranks open them."""
+    from dask_runners.control import ControlChannel
+
+    opened = {}
+    original = ControlChannel.open.__func__
+
+    async def recording_open(cls, address, rank, *args, **kwargs):
+        opened[rank] = channel = await original(cls, address, rank, *args, **kwargs)
+        return channel
+
+    monkeypatch.setattr(ControlChannel, "open", classmethod(recording_open))
+    return opened
+
+
+async def test_a_silent_worker_rank_is_dropped_from_the_cluster_at_the_lease(channels, caplog):
+    async def body(runner):
+        async with Client(runner, asynchronous=True) as client:
+            await client.wait_for_workers(2)
+            channels[3]._heartbeat.cancel()  # as if rank 3's node were cut off
+            started = asyncio.get_running_loop().time()
+            names = lambda dask_scheduler: [ws.name for ws in dask_scheduler.workers.values()]  # noqa: E731
+            assert 3 in await client.run_on_scheduler(names)
+            while 3 in await client.run_on_scheduler(names):
+                await asyncio.sleep(0.05)
+            dropped_after = asyncio.get_running_loop().time() - started
+            assert await client.submit(lambda x: x + 1, 1) == 2  # the other worker carries on
+            return dropped_after
+
+    codes, outcome = await run_world(4, body, timeouts={"lease": 0.5, "shutdown": 5})
+    assert 0.4 < outcome["result"] < 1.5, outcome
+    assert "worker rank 3 sent no heartbeat for 0 s (runners.timeouts.lease)" in caplog.text
+    assert codes[0] == 0 and codes[2] == 0
+    assert codes[3] == 1  # it lost the scheduler, as a rank cut off does
+
+
+async def test_a_silent_scheduler_is_lost_to_the_client_within_the_lease(monkeypatch):
+    from dask_runners.control import ClusterControl
+
+    async def no_beats(self, member):
+        await member.left.wait()  # the scheduler says nothing, as if its node were cut off
+
+    monkeypatch.setattr(ClusterControl, "_beat", no_beats)
+
+    async def body(runner):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(SchedulerLostError, match="no word from the scheduler .* for 0 s"):
+            await runner._session.channel.stopped
+        return asyncio.get_running_loop().time() - started
+
+    codes, outcome = await run_world(3, body, timeouts={"lease": 0.5, "shutdown": 5})
+    assert 0.3 < outcome["result"] < 1.5, outcome
+    assert codes == {0: 1, 2: 1}

@@ -136,11 +136,15 @@ class WorkerSpec:
         self.name_prefix = name_prefix
         self.job = job
 
+    def name_for(self, name):
+        """The worker's name in the cluster for the rank's ``name`` (its rank, by default)."""
+        return self.options.get("name", name if self.name_prefix is None else f"{self.name_prefix}-{name}")
+
     def make(self, address: str, name, security):
         """The worker (or nanny) for the scheduler at ``address``, made but not started."""
         worker_class = import_term(self.worker_class) if isinstance(self.worker_class, str) else self.worker_class
         options = dict(self.options)
-        options.setdefault("name", name if self.name_prefix is None else f"{self.name_prefix}-{name}")
+        options.setdefault("name", self.name_for(name))
         options["local_directory"] = str(user_path(options.get("local_directory") or node_local_directory()))
         options = worker_dashboard_options(options)
         if "memory_limit" not in options or "nthreads" not in options:
@@ -271,9 +275,19 @@ class WorkerService:
         waits = [finished] if channel is None else [finished, channel.stopped]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if channel is None or not channel.stopped.done():
-            if self.state.signal_exit is None:
-                logger.info("%s: the worker closed by itself; leaving", self.state.log_prefix)
-            return self.state.signal_exit or 0
+            if self.state.signal_exit is not None:
+                return self.state.signal_exit
+            if channel is not None and not await channel.scheduler_answers():
+                if channel.stopped.done():  # the stop order, or the loss, came meanwhile
+                    return self._exit_code_of_stop(channel)
+                logger.error(
+                    "%s: the worker closed after losing its scheduler, which does not answer "
+                    "either; leaving with exit code 1",
+                    self.state.log_prefix,
+                )
+                return 1
+            logger.info("%s: the worker closed by itself; leaving", self.state.log_prefix)
+            return 0
         finished.cancel()
         return self._exit_code_of_stop(channel)
 
