@@ -58,9 +58,12 @@ class JobContext:
     node_rank, num_nodes : int or None
         This node's index in the launch and the number of nodes.
     hosts : tuple of str
-        The hosts of the launch, expanded, in the launcher's order. For MPI
-        launchers, which do not publish their hosts, the hosts of the
-        enclosing allocation, which may be more than the launch uses.
+        The hosts of the launch, expanded, in the launcher's order. MPI
+        launchers do not publish their hosts: read from the environment, the
+        hosts of the enclosing allocation, which may be more than the launch
+        uses; in an :class:`~dask_runners.MPIRunner`, the hosts of the
+        communicator's ranks, rank 0's first
+        (:mod:`dask_runners.launchers.placement`).
     cpus_per_task : int or None
         CPUs allotted to each rank, when the launcher says.
     gpus : tuple of str
@@ -68,7 +71,8 @@ class JobContext:
     master_addr : str or None
         ``MASTER_ADDR`` if set, else the first host.
     master_port : int
-        ``MASTER_PORT`` if set, else :func:`default_master_port`.
+        ``MASTER_PORT`` if set, else :func:`default_master_port`; in an
+        :class:`~dask_runners.MPIRunner`, rank 0's on every rank.
     restart_count : int
         How often the job (Slurm requeue) or the worker group (torchrun) was
         restarted.

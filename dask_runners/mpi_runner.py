@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
 import time
 import traceback
 
 from .base import BaseRunner
+from .config import backoff_delays
+from .exceptions import DiscoveryTimeoutError
+from .job import JobContext
 from .launchers import job_context
+from .launchers.placement import (
+    RECORD_SIZE,
+    RankRecord,
+    decode_records,
+    launcher_places,
+    mismatches,
+    remember,
+    with_exchange,
+)
 from .signals import let_signals_end_the_process
 from .transport import FixedAddress, Transport
 from .transport.broadcast import BroadcastTransport
 from .transport.scheduler_file import SchedulerFileTransport, scheduler_file_path
+
+logger = logging.getLogger(__name__)
 
 #: Seconds a rank that aborts the job waits after printing its error, for the launcher to forward it.
 ABORT_GRACE = 0.2
@@ -27,6 +43,16 @@ class MPIRunner(BaseRunner):
     with the job's TLS credentials
     (:class:`~dask_runners.transport.broadcast.BroadcastTransport`). mpi4py
     is imported only when an ``MPIRunner`` is made.
+
+    At construction every rank of ``comm`` tells the others its host name in
+    one all-gather (:func:`exchange_records`), so that :attr:`job` knows the
+    hosts, this rank's node and local numbers, and ``MASTER_ADDR`` (rank 0's
+    host) and ``MASTER_PORT`` (rank 0's) alike on every rank, also under
+    ``mpirun`` and ``mpiexec``, which publish no hosts. What the launcher
+    says and what the exchange says are merged by
+    :func:`~dask_runners.launchers.placement.with_exchange`. Every rank of
+    ``comm`` must therefore make its ``MPIRunner``, as it must to join the
+    cluster.
 
     Parameters
     ----------
@@ -63,7 +89,7 @@ class MPIRunner(BaseRunner):
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank = self.comm.Get_rank()
         self.world_size = self.comm.Get_size()
-        self.job = job_context(numbering=(self.rank, self.world_size), numbered_by="mpi")
+        self.job = self._exchange_hosts(job_context(numbering=(self.rank, self.world_size), numbered_by="mpi"))
         self.scheduler_file = None
         if scheduler_file is not None:
             self.scheduler_file = scheduler_file_path(scheduler_file, self.job, os.environ)
@@ -81,6 +107,27 @@ class MPIRunner(BaseRunner):
         if self.scheduler_file is not None:  # an existing cluster's file; any complete one
             return SchedulerFileTransport(self.scheduler_file, None)
         return FixedAddress(scheduler_address)
+
+    def _exchange_hosts(self, job: JobContext) -> JobContext:
+        """``job`` completed with the host of every rank of :attr:`comm`."""
+        mine = RankRecord(socket.gethostname(), job.local_rank, job.master_port)
+        try:
+            records = exchange_records(self.comm, mine, self.timeouts.discovery)
+        except DiscoveryTimeoutError as e:
+            self.abort_start(e)
+            raise
+        MPI = self._MPI
+        if MPI.Comm.Compare(self.comm, MPI.COMM_WORLD) in (MPI.IDENT, MPI.CONGRUENT):
+            remember(self.rank, records)  # for current_job()
+        differ = mismatches(records)
+        if differ and self.rank == 0 and not launcher_places(job):
+            rank, said, by_name = differ[0]
+            logger.warning(
+                "MPI rank 0: the host names do not tell the nodes apart as %s does (rank %d: local rank %d by "
+                "the launcher, %d by host name); runner.job keeps the launcher's numbers and takes no hosts "
+                "from the exchange, so set MASTER_ADDR for torch.distributed", job.launcher, rank, said, by_name,
+            )
+        return with_exchange(job, records, self.rank, os.environ)
 
     @property
     def stamp(self) -> dict:
@@ -119,3 +166,37 @@ class MPIRunner(BaseRunner):
         if not self._MPI.Is_finalized():
             self._MPI.Finalize()
         super().exit_process(exit_code)
+
+
+def exchange_records(comm, record: RankRecord, timeout: float) -> list[RankRecord]:
+    """Every rank's ``record``, in rank order: one all-gather of fixed-size records over ``comm``.
+
+    The all-gather is non-blocking and polled with short sleeps, so that
+    ranks that arrive early wait without spinning on a CPU the slower ranks
+    still need to start, and give up at ``timeout`` seconds. An MPIRunner
+    makes it right after ``MPI_Init`` (when the runner is what first imports
+    mpi4py), which already waits for every rank under Open MPI, MPICH and
+    ``srun``: it adds the collective's own time, and no wait for stragglers.
+
+    Raises
+    ------
+    DiscoveryTimeoutError
+        If some rank of ``comm`` did not join within ``timeout``.
+    """
+    from mpi4py import MPI
+
+    mine = bytearray(record.encode())
+    gathered = bytearray(RECORD_SIZE * comm.Get_size())
+    request = comm.Iallgather([mine, MPI.BYTE], [gathered, MPI.BYTE])
+    deadline = time.monotonic() + timeout
+    delays = backoff_delays(first=0.0002, factor=1.5, cap=0.005)
+    while not request.Test():
+        if time.monotonic() > deadline:
+            raise DiscoveryTimeoutError(
+                f"MPI rank {comm.Get_rank()}: timed out after {timeout:.0f} s waiting for every rank of the "
+                f"communicator ({comm.Get_size()} ranks) to make its MPIRunner and exchange host names. Every "
+                "rank must make one; if the ranks are slow to start, raise the deadline with "
+                "timeouts={'discovery': ...} or the dask config key runners.timeouts.discovery."
+            )
+        time.sleep(next(delays))
+    return decode_records(bytes(gathered))

@@ -56,6 +56,7 @@ from ..job import JobContext
 from .parsers import (
     PARSERS,
     ReadText,
+    _build,
     _read_text,
     parse_flux,
     parse_jsrun,
@@ -81,6 +82,7 @@ from .table import (
     LauncherVariables,
     launch_facts,
 )
+from .placement import exchanged_context
 
 __all__ = [
     "DETECTION_ORDER",
@@ -218,8 +220,16 @@ def current_job() -> JobContext:
     Nothing is cached: detection is cheap (it reads only the environment and,
     under PBS, the node file), and the environment can change within a
     process (a test, a torchrun restart).
+
+    Under ``mpirun`` and ``mpiexec`` the environment names no hosts. Once an
+    :class:`~dask_runners.MPIRunner` of this process has exchanged them over
+    ``MPI_COMM_WORLD`` (or a duplicate of it), the context is completed from
+    that exchange as ``runner.job`` is; before, or after an exchange over a
+    sub-communicator, it is the environment's alone. It never runs a
+    collective itself: called on one rank only, that would wait forever (see
+    :mod:`~dask_runners.launchers.placement`).
     """
-    return detect()
+    return exchanged_context(detect(), os.environ)
 
 
 def job_context(
@@ -241,7 +251,9 @@ def job_context(
         context is kept when it numbers this process the same way; otherwise
         (a sub-communicator, an MPI library that is not the launcher's, no
         launcher at all) the context is the numbering alone, named
-        ``numbered_by``.
+        ``numbered_by``, with the rendezvous variables and GPUs of the
+        environment. An :class:`~dask_runners.MPIRunner` then completes it
+        from its communicator (:mod:`~dask_runners.launchers.placement`).
 
     Raises
     ------
@@ -257,7 +269,7 @@ def job_context(
             job = None
         if job is None or (job.rank, job.world_size) != numbering:
             rank, world_size = numbering
-            job = JobContext(numbered_by, rank=rank, world_size=world_size)
+            job = _build(numbered_by, os.environ if environ is None else environ, rank=rank, world_size=world_size)
         return job
     job = detect(environ, launcher)
     if job.rank is None or job.world_size is None:

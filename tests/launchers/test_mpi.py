@@ -1,9 +1,11 @@
 """MPIRunner under real Open MPI and MPICH launchers."""
 
+import json
+import os
 
 import pytest
 
-from ..launch import PYTHON, launch, mpi4py_importable, need, slurm_is_up, standard_script
+from ..launch import PYTHON, launch, mpi4py_importable, need, slurm_is_up, standard_script, write_script
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
 
@@ -74,3 +76,127 @@ def test_runner_detects_mpi_and_uses_the_broadcast(job_dir, launcher, request):
     result.assert_clean_success()
     assert "JOB MPIRunner" in result.stdout
     assert "rank=1/4" in result.stdout
+
+
+# -- the host exchange: runner.job and torch_distributed_env() under every MPI launcher ----------
+
+#: Every rank prints where it is and its torch environment, before the cluster starts
+#: (service ranks do not come back from entering the runner), then runs the cluster.
+TORCH_ENV = """\
+import json, os, socket, sys
+from dask.distributed import Client
+from dask_runners import MPIRunner, current_job
+
+runner = MPIRunner()
+report = {
+    "rank": runner.rank,
+    "host": socket.gethostname(),
+    "launcher_local_rank": os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", os.environ.get("MPI_LOCALRANKID")),
+    "hosts": list(runner.job.hosts),
+    "torch": runner.job.torch_distributed_env(environ={}),
+    "current_job": current_job().torch_distributed_env(environ={}),
+}
+sys.stdout.write("TORCH " + json.dumps(report) + "\\n")  # one write: no other rank's line inside
+sys.stdout.flush()
+with runner:
+    with Client(runner) as client:
+        client.wait_for_workers(runner.n_workers)
+        assert client.submit(lambda x: x + 1, 10).result() == 11
+        print("RESULT ok", flush=True)
+"""
+
+
+def torch_reports(result) -> list[dict]:
+    """The TORCH line of every rank, in rank order."""
+    lines = [line[len("TORCH "):] for line in result.stdout.splitlines() if line.startswith("TORCH ")]
+    reports = sorted((json.loads(line) for line in lines), key=lambda report: report["rank"])
+    assert [report["rank"] for report in reports] == list(range(len(reports))), result.report()
+    return reports
+
+
+def check_torch_env(reports: list[dict]) -> None:
+    """The same rendezvous everywhere, at rank 0's host; ranks numbered as their hosts say."""
+    world_size = len(reports)
+    hosts = [report["host"] for report in reports]
+    nodes = list(dict.fromkeys(hosts))  # in order of their lowest rank
+    for rank, report in enumerate(reports):
+        env = report["torch"]
+        local = hosts[:rank].count(hosts[rank])
+        assert env == {
+            "MASTER_ADDR": reports[0]["host"],
+            "MASTER_PORT": reports[0]["torch"]["MASTER_PORT"],
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "LOCAL_RANK": str(local),
+            "LOCAL_WORLD_SIZE": str(hosts.count(hosts[rank])),
+            "NODE_RANK": str(nodes.index(hosts[rank])),
+        }, report
+        assert report["hosts"] == nodes, report
+        assert report["launcher_local_rank"] in (None, str(local)), report  # the launcher agrees
+        assert report["current_job"] == env, report  # current_job() reuses the runner's exchange
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich", "srun_pmix", "srun_pmi2_mpich"])
+def test_torch_env_agrees_on_every_rank(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
+    result = launch([*prefix, "4", PYTHON, write_script(job_dir, TORCH_ENV)], job_dir, env)
+    result.assert_clean_success()
+    assert "RESULT ok" in result.stdout, result.report()
+    reports = torch_reports(result)
+    assert len(reports) == 4
+    check_torch_env(reports)
+    assert {report["host"] for report in reports} == {os.uname().nodename}
+
+
+#: A communicator of the same ranks in reverse order: its rank 0 is the world's last rank.
+REVERSED = """\
+import json, sys
+from mpi4py import MPI
+from dask_runners import MPIRunner, current_job
+
+world = MPI.COMM_WORLD
+comm = world.Split(0, world.Get_size() - world.Get_rank())
+runner = MPIRunner(comm=comm)
+report = {"world_rank": world.Get_rank(), "rank": runner.rank, "launcher": runner.job.launcher,
+          "torch": runner.job.torch_distributed_env(environ={}), "current_hosts": list(current_job().hosts)}
+sys.stdout.write("TORCH " + json.dumps(report) + "\\n")  # one write: no other rank's line inside
+sys.stdout.flush()
+"""
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_a_sub_communicator_numbers_torch_as_it_does(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
+    result = launch([*prefix, "4", PYTHON, write_script(job_dir, REVERSED)], job_dir, env)
+    assert result.returncode == 0 and result.tracebacks == 0, result.report()
+    reports = torch_reports(result)
+    ports = {report["torch"]["MASTER_PORT"] for report in reports}
+    assert len(ports) == 1, reports
+    for report in reports:
+        assert report["rank"] == 3 - report["world_rank"] and report["launcher"] == "mpi", report
+        assert report["torch"]["RANK"] == str(report["rank"]) and report["torch"]["LOCAL_RANK"] == str(report["rank"])
+        assert report["torch"]["MASTER_ADDR"] == os.uname().nodename
+        # current_job() describes the launch, not the sub-communicator: the environment alone
+        assert report["current_hosts"] == [], report
+
+
+MISSING_RANK = """\
+import time
+from mpi4py import MPI
+from dask_runners import MPIRunner
+
+if MPI.COMM_WORLD.Get_rank() == 3:
+    time.sleep(60)  # never makes its MPIRunner
+else:
+    MPIRunner(timeouts={"discovery": 2})
+"""
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_a_rank_that_never_makes_its_runner_ends_the_job_at_the_deadline(job_dir, launcher, request):
+    prefix, env = request.getfixturevalue(launcher)
+    result = launch([*prefix, "4", PYTHON, write_script(job_dir, MISSING_RANK)], job_dir, env, timeout=50)
+    assert result.returncode != 0, result.report()
+    assert "timed out after 2 s waiting for every rank of the communicator (4 ranks)" in result.stderr, result.report()
+    assert result.seconds < 20, result.report()
+    assert result.leftovers == [], result.report()
