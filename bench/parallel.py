@@ -115,8 +115,8 @@ def plot(runs, workers, seconds, items, item_ms, tiny_items, path: Path) -> None
     left.set_yscale("log")
     left.set_ylabel("seconds (log scale)")
     left.set_title(f"{tiny_items} tiny items, 2 workers")
-    for x, seconds in enumerate(tiny):
-        left.annotate(f"{seconds:.2f} s", (x, seconds), ha="center", va="bottom")
+    for x, taken in enumerate(tiny):
+        left.annotate(f"{taken:.2f} s", (x, taken), ha="center", va="bottom")
     for impl, style, color in zip(IMPLS, ["o:", "s--", "D-"], ["#999999", "#6a8caf", "#c0504d"]):
         long = [throughput_items(seconds, n, item_ms) for n in workers]
         efficiency = [c * item_ms / 1000 / n / median_seconds(runs, impl, n, item_ms, c) for n, c in zip(workers, long)]
@@ -159,6 +159,8 @@ def main() -> None:
             runs += launch(args.launcher, n, throughput_items(args.seconds, n, args.item_ms), args.item_ms, args.repeat)
             runs += launch(args.launcher, n, args.items, args.item_ms, args.repeat)
         runs += launch(args.launcher, 4, args.slow_items, 1000.0, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "parallel.json").write_text(json.dumps({"started": started, "runs": runs}, indent=1))
     if args.plot:
         plot(runs, args.workers, args.seconds, args.items, args.item_ms, args.tiny_items, args.plot)
     report = "\n\n".join([
@@ -174,8 +176,6 @@ def main() -> None:
         efficiency_table(runs, [4], args.slow_items, 1000.0),
     ])
     print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "parallel.json").write_text(json.dumps({"started": started, "runs": runs}, indent=1))
     (args.out / "parallel.md").write_text(report + "\n")
 
 
