@@ -409,7 +409,7 @@ class BaseRunner(SyncMethodMixin):
         self.state.role = role = Role(await self.get_role())
         if not self._asynchronous:  # the rank owns its process, and so its logging
             self.log_file = configure_rank_logging(role, self.rank)
-        beside_client = role is Role.client and self.rank is not None and self.rank == self.layout.shared_rank
+        beside_client = role is Role.client and self.layout.hosts_scheduler(self.rank)  # a shared rank
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
         tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
         publishes = role is Role.scheduler or beside_client

@@ -172,14 +172,14 @@ def with_exchange(
 
 
 # The records of the last exchange over a communicator congruent with
-# MPI_COMM_WORLD in this process, with this process's rank and the world size.
-_remembered: tuple[int, int, tuple[RankRecord, ...]] | None = None
+# MPI_COMM_WORLD in this process, with this process's rank.
+_remembered: tuple[int, tuple[RankRecord, ...]] | None = None
 
 
 def remember(rank: int, records: Sequence[RankRecord]) -> None:
     """Keep an exchange over the whole MPI world for :func:`exchanged_context`."""
     global _remembered
-    _remembered = (rank, len(records), tuple(records))
+    _remembered = (rank, tuple(records))
 
 
 def forget() -> None:
@@ -192,7 +192,7 @@ def exchanged_context(job: JobContext, environ: Mapping[str, str]) -> JobContext
     """``job`` completed by the remembered exchange, when it numbers this process alike; else ``job``."""
     if _remembered is None:
         return job
-    rank, world_size, records = _remembered
-    if (job.rank, job.world_size) != (rank, world_size):
+    rank, records = _remembered
+    if (job.rank, job.world_size) != (rank, len(records)):
         return job
     return with_exchange(job, records, rank, environ)
