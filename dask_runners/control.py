@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 
 from distributed.comm import connect
@@ -42,6 +43,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .config import backoff_delays
 from .exceptions import SchedulerLostError, ShutdownTimeoutError
+from .unreachable import cancel_job_at_exit
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class ClusterControl(SchedulerPlugin):
         self.reason = "the scheduler was closed"
         #: Whether the client rank's process died (killed, out of memory).
         self.client_lost = False
+        #: Ranks that went silent past the lease, or did not leave when told to.
+        self.unreachable: set[int | str] = set()
         self._stopping = False
         self._member_joined = asyncio.Event()
         self._worker_arrived = asyncio.Event()
@@ -176,6 +180,7 @@ class ClusterControl(SchedulerPlugin):
                     await comm.write({"op": "pong"})
         except asyncio.TimeoutError:  # before OSError: on Python 3.11 it is one
             silent = True
+            self.unreachable.add(rank)
             comm.abort()
         except (CommClosedError, OSError):
             pass
@@ -323,6 +328,11 @@ class ClusterControl(SchedulerPlugin):
         await asyncio.gather(*(close() for close in self.on_drain))
         await self._wait_for_everyone_to_join(deadline)
         await self._wait_until_left(list(self.members.values()), deadline)
+        if self.unreachable:
+            cancel_job_at_exit(
+                f"scheduler rank: rank(s) {sorted(self.unreachable, key=str)} could not be reached; "
+                f"the cluster stopped with exit code {self.exit_code} ({self.reason})"
+            )
 
     async def _wait_for_everyone_to_join(self, deadline: float) -> None:
         if self.expected_members is None:
@@ -361,6 +371,7 @@ class ClusterControl(SchedulerPlugin):
                 stuck,
                 self.shutdown_timeout,
             )
+            self.unreachable.update(stuck)
             for member in pending:
                 if not member.left.is_set():
                     member.comm.abort()
@@ -410,9 +421,10 @@ class ControlChannel:
     the scheduler goes away without saying so.
     """
 
-    def __init__(self, comm, address: str, lease: float):
+    def __init__(self, comm, address: str, lease: float, role: str = "worker"):
         self.comm = comm
         self.address = address
+        self.role = role
         loop = asyncio.get_running_loop()
         self.stopped: asyncio.Future[StopOrder] = loop.create_future()
         self.joined: asyncio.Future[None] = loop.create_future()
@@ -430,7 +442,7 @@ class ControlChannel:
         """Connect to the scheduler at ``address`` and join as ``rank`` (whose Dask worker is named ``worker``)."""
         comm = await connect(address, timeout=timeout, **connection_args)
         await comm.write({"op": HANDLER, "rank": rank, "role": role, "worker": worker, "reply": False})
-        channel = cls(comm, address, lease)
+        channel = cls(comm, address, lease, role)
         # The first message says whether the cluster is still up: a rank that
         # joins a cluster already shutting down is told to stop right away.
         await asyncio.wait_for(asyncio.shield(channel.joined), timeout)
@@ -460,15 +472,26 @@ class ControlChannel:
                     self._pong.set_result(True)
         except asyncio.TimeoutError:  # before OSError: on Python 3.11 it is one
             self.comm.abort()
-            self._lost(
+            why = (
                 f"no word from the scheduler at {self.address} for {self.lease:.0f} s "
                 "(runners.timeouts.lease): its node is cut off, or its process is stopped"
             )
+            self._lost(why)
+            self._release_allocation(why)
         except (CommClosedError, OSError):
             self._lost(
                 f"lost the connection to the scheduler at {self.address} without being told "
                 "to stop: the scheduler rank exited or was killed"
             )
+
+    def _release_allocation(self, why: str) -> None:
+        # The client rank cancels at once, as it exits; worker ranks only as
+        # a fallback (the client's node may be cut off too), one per node,
+        # after the client has had time to report.
+        if self.role == "client":
+            cancel_job_at_exit(f"client rank: {why}; the client code got SchedulerLostError")
+        elif os.environ.get("SLURM_LOCALID", "0") == "0":
+            cancel_job_at_exit(f"worker rank: {why}", delay=min(5.0, self.lease / 4))
 
     def _lost(self, why: str) -> None:
         if not self.joined.done():
