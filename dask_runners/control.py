@@ -70,6 +70,8 @@ class _Member:
     #: The name of the rank's Dask worker, if it runs one.
     worker: str | int | None = None
     left: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    #: The longest time the rank said nothing, in seconds (to choose a lease from).
+    longest_silence: float = 0.0
 
 
 class ClusterControl(SchedulerPlugin):
@@ -172,8 +174,11 @@ class ClusterControl(SchedulerPlugin):
         beating = asyncio.ensure_future(self._beat(member))
         silent = False
         try:
+            heard = time.monotonic()
             while True:
                 message = await asyncio.wait_for(comm.read(), self.lease)
+                member.longest_silence = max(member.longest_silence, time.monotonic() - heard)
+                heard = time.monotonic()
                 if message.get("op") == "shutdown":
                     self.request_close(message["exit_code"], message["reason"])
                 elif message.get("op") == "ping":
@@ -328,6 +333,12 @@ class ClusterControl(SchedulerPlugin):
         await asyncio.gather(*(close() for close in self.on_drain))
         await self._wait_for_everyone_to_join(deadline)
         await self._wait_until_left(list(self.members.values()), deadline)
+        if self.members:
+            quietest = max(self.members.values(), key=lambda m: m.longest_silence)
+            logger.debug(
+                "scheduler rank: the longest silence was %.2f s, from rank %s (lease %.0f s, beats every %.1f s)",
+                quietest.longest_silence, quietest.rank, self.lease, self.lease / 4,
+            )
         if self.unreachable:
             cancel_job_at_exit(
                 f"scheduler rank: rank(s) {sorted(self.unreachable, key=str)} could not be reached; "

@@ -7,6 +7,7 @@ host side is ``mnv-nodeK``. The faults act on that host side, so the node's own 
   is dropped, the links stay up on both sides, and no peer gets a reset or an ICMP error. This is
   a partition, or a node hung in the kernel: connections stay open and simply go quiet.
 * :meth:`NodeFault.unplug` takes the host side of the link down (the node sees no carrier).
+* :meth:`NodeFault.stop_task` stops one task with ``SIGSTOP``: its connections stay open and quiet.
 * :meth:`NodeFault.kill_tasks` kills (``SIGKILL``) every process of one job on the node, as the
   OOM killer or a crash would; ``slurmd`` and ``slurmstepd`` stay.
 
@@ -79,6 +80,7 @@ class NodeFault:
         self.node = node
         self.at: float | None = None  # time.monotonic() of the fault
         self.wall: float | None = None  # time.time() of the fault, to compare with the job's stamps
+        self.stopped: list[psutil.Process] = []
 
     def __enter__(self) -> NodeFault:
         return self
@@ -107,8 +109,22 @@ class NodeFault:
                 pass
         return len(victims)
 
+    def stop_task(self, job_id: str, rank: int) -> None:
+        """SIGSTOP task ``rank`` of ``job_id`` on the node: its connections stay open, it says nothing."""
+        for proc in processes_of_job(self.node, job_id):
+            if proc.environ().get("SLURM_PROCID") == str(rank) and "python" in proc.name():
+                proc.send_signal(signal.SIGSTOP)
+                self.stopped.append(proc)
+        assert self.stopped, f"no task {rank} of job {job_id} on {self.node}"
+        self.at, self.wall = time.monotonic(), time.time()
+
     def heal(self, timeout: float = 60.0) -> None:
-        """Restore the link and make sure Slurm counts the node as up again."""
+        """Restore the link, continue stopped tasks, and make sure Slurm counts the node as up again."""
+        for proc in self.stopped:
+            try:
+                proc.send_signal(signal.SIGCONT)
+            except psutil.NoSuchProcess:
+                pass
         _run("ip", "link", "set", f"mnv-{self.node}", "up")
         _run("bridge", "link", "set", "dev", f"mnv-{self.node}", "state", "3")
         deadline = time.monotonic() + timeout

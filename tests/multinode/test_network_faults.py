@@ -175,8 +175,10 @@ def test_worker_node_cut_mid_map_the_map_finishes_on_the_others(run, fault):
     assert "carrying on with the remaining workers" in text
     # The ranks that can be reached leave; the job is cancelled so that its other nodes are free.
     after = r.others_gone_after(30)
-    assert "could not be reached; the cluster stopped with exit code 0" in text + logs(r.job_dir)
+    assert "could not be reached; the cluster stopped with exit code 0" in logs(r.job_dir)
     assert all(slurm_state(n) in ("idle", "mix") for n in NODES if n != r.node), after
+    print(f"MEASURED worker node {fault}: detected {detected:.1f} s, result "
+          f"{outcome['at'] - r.fault.wall:.1f} s, others gone {after:.1f} s")
 
 
 def test_worker_node_tasks_killed_mid_map_the_map_finishes_at_once(run):
@@ -188,6 +190,7 @@ def test_worker_node_tasks_killed_mid_map_the_map_finishes_at_once(run):
     detected = logged_at(r.job_dir, "vanished without leaving the cluster") - r.fault.wall
     assert detected <= 1.5, detected
     assert outcome["at"] - r.fault.wall <= 14, outcome["at"] - r.fault.wall
+    print(f"MEASURED worker node killed: detected {detected:.1f} s, result {outcome['at'] - r.fault.wall:.1f} s")
 
 
 def test_client_node_cut_ends_every_other_rank_within_the_lease(run):
@@ -198,6 +201,8 @@ def test_client_node_cut_ends_every_other_rank_within_the_lease(run):
     text = logs(r.job_dir)
     assert "the client rank (rank 1) sent no heartbeat for 8 s" in text
     assert "could not be reached; the cluster stopped with exit code 1" in text
+    detected = logged_at(r.job_dir, "the client rank (rank 1) sent no heartbeat") - r.fault.wall
+    print(f"MEASURED client node cut: detected {detected:.1f} s, others gone {after:.1f} s")
 
 
 def test_scheduler_node_cut_raises_scheduler_lost_in_the_client_code(run):
@@ -208,6 +213,8 @@ def test_scheduler_node_cut_raises_scheduler_lost_in_the_client_code(run):
     after = r.others_gone_after(LEASE + 20)
     assert after <= LEASE + 10, after
     assert "client rank: no word from the scheduler" in logs(r.job_dir)
+    print(f"MEASURED scheduler node cut: SchedulerLostError {outcome['at'] - r.fault.wall:.1f} s, "
+          f"others gone {after:.1f} s")
 
 
 def test_cut_healed_within_the_lease_loses_nothing(run, job_dir):
@@ -218,5 +225,29 @@ def test_cut_healed_within_the_lease_loses_nothing(run, job_dir):
     outcome = wait_for("the client's result", r.outcome, 60)
     assert outcome["right"] and outcome["workers"] == 6, outcome
     wait_for("the job done", lambda: job_state(r.job_id) == "GONE", 30)
-    assert "could not be reached" not in logs(job_dir)
-    assert "sent no heartbeat" not in logs(job_dir)
+    text = logs(job_dir)
+    assert "could not be reached" not in text and "sent no heartbeat" not in text
+    output = (job_dir / "job.out").read_text()
+    assert "Traceback" not in output and " ERROR " not in output and "srun: error" not in output, output
+
+
+@pytest.mark.parametrize("rank, role", [(2, "worker"), (1, "client")])
+def test_a_stopped_rank_counts_as_gone_after_the_lease(run, rank, role):
+    """SIGSTOP keeps the rank's connections open: only the lease can tell."""
+    node = NODES[rank % 4]
+    r = run(node)
+    r.fault.stop_task(r.job_id, rank)
+    after = r.others_gone_after(LEASE + 20)
+    detected = logged_at(r.job_dir, "sent no heartbeat for 8 s") - r.fault.wall
+    assert LEASE * 3 / 4 - 0.5 <= detected <= LEASE + 1.5, detected
+    text = logs(r.job_dir)
+    if role == "worker":
+        assert r.outcome()["right"], r.outcome()
+        assert "worker rank 2 sent no heartbeat" in text
+        assert "rank(s) [2] could not be reached; the cluster stopped with exit code 0" in text
+    else:
+        assert "the client rank (rank 1) sent no heartbeat" in text
+        assert "rank(s) [1] could not be reached; the cluster stopped with exit code 1" in text
+    # The cancel ends the stopped task too (Slurm sends SIGCONT with SIGTERM, then SIGKILL).
+    wait_for("the stopped task gone", lambda: not processes_of_job(node, r.job_id), 15)
+    print(f"MEASURED stopped {role}: detected {detected:.1f} s, others gone {after:.1f} s")
