@@ -7,7 +7,10 @@ launcher is a failure, so that a broken setup cannot pass as "skipped".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
+import importlib
 import os
 import re
 import shutil
@@ -16,6 +19,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -63,14 +67,38 @@ class Launch:
         )
 
 
+#: Every process a launch starts inherits this variable, set to the launch's own id: the
+#: launcher, each rank, and whatever the ranks start in turn (a Nanny's worker process, made by
+#: multiprocessing's spawn or forkserver, whose command line names neither the script nor the
+#: job directory). Slurm's daemons (slurmstepd) do not carry it: they are not the launch's.
+LAUNCH_ID_VARIABLE = "DASK_RUNNERS_TEST_LAUNCH"
+
+
 def processes_running(marker: str) -> list[str]:
-    """Command lines of live processes that mention ``marker``."""
+    """Live processes of a launch: those whose environment has ``LAUNCH_ID_VARIABLE=marker``, or
+    whose command line mentions ``marker`` (a job directory)."""
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if marker in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        try:
+            ours = proc.environ().get(LAUNCH_ID_VARIABLE) == marker
+        except (psutil.Error, OSError):  # gone, or a kernel thread
+            ours = False
+        if ours or marker in cmdline:
             found.append(f"{proc.pid}: {cmdline}")
     return found
+
+
+def leftovers_of(marker: str, grace: float = 2.0) -> list[str]:
+    """:func:`processes_running`, after waiting up to ``grace`` seconds for them to go."""
+    leftovers = processes_running(marker)
+    deadline = time.monotonic() + grace
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leftovers = processes_running(marker)
+    return leftovers
 
 
 def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()) -> Launch:
@@ -80,9 +108,12 @@ def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()
     variable. When a line of stdout starts with ``when``, each item of
     ``send`` is done, 0.2 s apart: a signal number is sent to the launcher, a
     callable is called with the line. :attr:`Launch.after_signal` is the time
-    from the first to the launcher's return.
+    from the first to the launcher's return. :attr:`Launch.leftovers` lists every
+    process of the launch (see :data:`LAUNCH_ID_VARIABLE`) still alive 2 s after
+    the launcher returned.
     """
-    environment = {**os.environ, **(env or {})}
+    launch_id = f"launch-{uuid.uuid4().hex}"
+    environment = {**os.environ, **(env or {}), LAUNCH_ID_VARIABLE: launch_id}
     environment = {k: v for k, v in environment.items() if v is not None}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -122,11 +153,13 @@ def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()
     for reader in readers:
         reader.join(timeout=10)
     stdout, stderr = "".join(stdout_lines), "".join(stderr_chunks)
-    leftovers = processes_running(str(cwd))
-    deadline = time.monotonic() + 2
-    while leftovers and time.monotonic() < deadline:
-        time.sleep(0.1)
-        leftovers = processes_running(str(cwd))
+    leftovers = sorted(set(leftovers_of(launch_id)) | set(leftovers_of(str(cwd), grace=0)))
+    stray = []
+    for line in leftovers:  # recorded for the test to fail on; not left to disturb the next test
+        with contextlib.suppress(psutil.Error):
+            stray.append(psutil.Process(int(line.split(":")[0])))
+            stray[-1].kill()
+    psutil.wait_procs(stray, timeout=5)
     after_signal = end - signalled[0] if signalled else None
     return Launch(list(map(str, argv)), proc.returncode, stdout, stderr, seconds, leftovers, after_signal)
 
@@ -149,11 +182,60 @@ def srun_task_ends(stderr: str) -> dict[int, tuple[str, str]]:
     return ended
 
 
+def task_ends(stderr: str) -> dict[int, str]:
+    """:func:`srun_task_ends` without the nodes: ``{task: "Exited with exit code 1"}``."""
+    return {task: how for task, (node, how) in srun_task_ends(stderr).items()}
+
+
+#: The environment that makes every rank also write its full log to ``<dir>/rank-<N>.log``: a
+#: rank's line there survives a launcher that drops the rank's output when it ends the job.
+def rank_logs_env(job_dir: Path) -> dict:
+    return {"DASK_RUNNERS__LOGGING__DIRECTORY": str(job_dir / "logs")}
+
+
+def rank_log(job_dir: Path, rank: int) -> str:
+    path = job_dir / "logs" / f"rank-{rank}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def logged_at(log: str, text: str) -> float | None:
+    """The time (``time.time()``) of the first log line holding ``text``, or None."""
+    for line in log.splitlines():
+        if text in line:
+            stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            return stamp.timestamp()
+    return None
+
+
+def noted_at(text: str, label: str) -> float:
+    """The ``time.time()`` a script noted as ``<label> at <seconds>``."""
+    match = re.search(rf"{re.escape(label)} at (\d+\.\d+)", text)
+    assert match, f"no '{label} at' in {text!r}"
+    return float(match[1])
+
+
+def timing(name: str, seconds: float) -> float:
+    """``seconds``, printed as ``TIMING name`` so that ``pytest -s`` shows the spread behind a bound."""
+    print(f"TIMING {name} {seconds:.3f}")
+    return seconds
+
+
+def need_module(name: str):
+    """Import ``name``: a test dependency (setup.cfg's test extra) that CI installs, so that its
+    absence fails under RUNNERS_REQUIRE_LAUNCHERS=1 and skips elsewhere."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        need(False, f"the Python package {name} (pip install -e .[test])")
+
+
 def need(condition: bool, what: str) -> None:
     if condition:
         return
     if os.environ.get("RUNNERS_REQUIRE_LAUNCHERS") == "1":
         pytest.fail(f"{what} is required here (RUNNERS_REQUIRE_LAUNCHERS=1); run ci/setup.sh")
+    # The one skip of the launcher tests: on a developer's machine without Slurm or MPI. CI sets
+    # RUNNERS_REQUIRE_LAUNCHERS=1 (ci/test.sh), so there it fails above instead.
     pytest.skip(f"{what} is not available")
 
 

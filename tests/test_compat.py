@@ -22,6 +22,7 @@ from dask_runners.cli import main
 from dask_runners.flags import runner_options_from_flags
 from dask_runners.inprocess import InProcessRunner, InProcessWorld
 
+from .launch import need_module
 from .test_inprocess import run_world
 
 FIXTURES = Path(__file__).parent / "fixtures" / "env"
@@ -44,8 +45,8 @@ def jobqueue_runner():
     """dask-jobqueue 0.9's SLURMRunner and BaseRunner (its import sets a SIGINT handler: undone)."""
     before = signal.getsignal(signal.SIGINT)
     try:
-        slurm = pytest.importorskip("dask_jobqueue.slurm")
-        runner = pytest.importorskip("dask_jobqueue.runner")
+        slurm = need_module("dask_jobqueue.slurm")
+        runner = need_module("dask_jobqueue.runner")
     finally:
         signal.signal(signal.SIGINT, before)
     return slurm.SLURMRunner, runner.BaseRunner
@@ -83,14 +84,14 @@ def test_scheduler_file_from_scheduler_options_as_dask_jobqueue_reads_it(tmp_pat
 # -- dask-mpi's functions and CLI ----------------------------------------------------------------
 @pytest.mark.parametrize("name", ["initialize", "execute", "send_close_signal"])
 def test_dask_mpi_functions_take_its_parameters_with_its_defaults(name):
-    dask_mpi = pytest.importorskip("dask_mpi")
+    dask_mpi = need_module("dask_mpi")
     theirs = parameters(getattr(dask_mpi, name))
     ours = parameters(getattr(compat_mpi, name))
     assert theirs == {k: ours[k] for k in theirs}
 
 
 def test_serve_has_every_dask_mpi_cli_flag():
-    cli = pytest.importorskip("dask_mpi.cli")
+    cli = need_module("dask_mpi.cli")
     theirs = {opt for p in cli.main.params for opt in p.opts + p.secondary_opts if opt.startswith("--")}
     ours = {opt for p in main.commands["serve"].params for opt in p.opts + p.secondary_opts}
     # --nanny/--no-nanny is deprecated in dask-mpi itself: --worker-class distributed.Nanny

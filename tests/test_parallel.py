@@ -25,6 +25,8 @@ from dask_runners.progress import Progress
 from dask_runners.shards import ShardWriter, read_shards
 from dask_runners.worker_setup import LARGE_PICKLE, build
 
+from .launch import need_module, timing
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -220,7 +222,7 @@ def test_a_directory_of_another_map_is_refused_unless_asked_to_start_over(tmp_pa
 
 
 def test_shards_write_numpy_values(tmp_path):
-    np = pytest.importorskip("numpy")
+    np = need_module("numpy")
     list(parallel_for(lambda i: {"v": np.float32(i), "a": np.arange(2)}, range(2), output_dir=tmp_path))
     assert [r["result"] for r in read_shards(tmp_path)] == [{"v": 0.0, "a": [0, 1]}, {"v": 1.0, "a": [0, 1]}]
 
@@ -334,20 +336,44 @@ def test_a_missing_environment_is_a_per_item_failure_that_says_what_to_do(client
     assert "no environment named 'nowhere'" in results[0].error and "worker_setup" in results[0].error
 
 
-def test_breaking_out_cancels_what_is_in_flight(client):
+def first_at_once_then_30_s(x):
     import time
 
-    def slow(x):
-        time.sleep(0.2)
-        return x
+    time.sleep(0 if x == 0 else 30)
+    return x
 
-    loop = parallel_for(slow, range(100), client=client, max_in_flight=8)
-    assert next(loop) == 0
-    loop.close()
-    deadline = time.monotonic() + 5
-    while client.processing() and any(client.processing().values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(client.processing().values())
+
+@pytest.mark.timeout(60)
+def test_breaking_out_cancels_what_is_in_flight():
+    """Items of 30 s: only a real cancel lets the loop end at once and the cluster forget them.
+
+    A cluster of its own, in processes: the threads of a task that is cancelled keep sleeping
+    (Python cannot stop them), and closing the cluster ends the processes instead of waiting.
+    """
+    import time
+
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            loop = parallel_for(first_at_once_then_30_s, range(100), client=client, max_in_flight=8)
+            assert next(loop) == 0
+            in_flight = sum(len(keys) for keys in client.processing().values())
+            assert in_flight >= 4, in_flight  # a task on each of the four threads
+            start = time.monotonic()
+            loop.close()
+            # close() returns in 0-1 ms, and the scheduler has forgotten every task 0.06-0.07 s
+            # after it, in 4 runs (2026-12-02): against the 30 s the tasks would take
+            assert timing("parallel_for close", time.monotonic() - start) < 1
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and (
+                client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+                or any(client.processing().values())
+            ):
+                time.sleep(0.05)
+            # the scheduler forgot every task; each worker holds them as cancelled, or not at all
+            assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+            states = client.run(lambda dask_worker: sorted({ts.state for ts in dask_worker.state.tasks.values()}))
+            assert all(set(found) <= {"cancelled"} for found in states.values()), states
+            assert timing("parallel_for forgotten", time.monotonic() - start) < 2
 
 
 def slow_double(i):

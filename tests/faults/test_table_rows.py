@@ -1,8 +1,10 @@
 """Rows of the failure table in docs/faults.rst that the other fault tests do not cover."""
 
+import shutil
+
 import pytest
 
-from ..launch import PYTHON, launch, need, slurm_is_up, standard_script, write_script
+from ..launch import OPEN_MPI_ENV, PYTHON, launch, need, slurm_is_up, standard_script, task_ends, write_script
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
@@ -12,12 +14,16 @@ def slurm():
     need(slurm_is_up(), "a running Slurm (ci/start-slurm.sh)")
 
 
-def test_sys_exit_in_the_client_code_is_every_ranks_exit_status(job_dir):
-    script = standard_script(job_dir, "SLURMRunner", extra="sys.exit(7)")
+@pytest.mark.parametrize("argument, status", [("7", 7), ('"a message"', 1)], ids=["n", "message"])
+def test_sys_exit_in_the_client_code_is_every_ranks_exit_status(job_dir, argument, status):
+    script = standard_script(job_dir, "SLURMRunner", extra=f"sys.exit({argument})")
     result = launch(["srun", "-n", "4", PYTHON, script], job_dir)
-    assert result.returncode == 7, result.report()
-    assert result.tracebacks == 0, result.report()
-    assert result.leftovers == []
+    assert result.returncode == status, result.report()
+    assert task_ends(result.stderr) == dict.fromkeys(range(4), f"Exited with exit code {status}"), result.report()
+    # nothing beyond what the code prints (sys.exit("a message") prints the message, as Python does)
+    said = [line for line in result.stderr.splitlines() if not line.startswith("srun: error") and " - INFO - " not in line]
+    assert said == (["a message"] if status == 1 else []), result.report()
+    assert result.leftovers == [], result.report()
     assert list(job_dir.glob("scheduler-*.json")) == []
 
 
@@ -27,8 +33,22 @@ def test_mpich_under_srun_pmix_stops_every_process_in_a_world_of_one(job_dir, mp
     script = standard_script(job_dir, "MPIRunner")
     result = launch(["srun", "--mpi=pmix", "-n", "3", PYTHON, script], job_dir, env=mpich_env)
     assert result.returncode == 1, result.report()
+    assert task_ends(result.stderr) == dict.fromkeys(range(3), "Exited with exit code 1"), result.report()
     assert result.stderr.count("the MPI world has 1 ranks but at least 3 are needed") == 3, result.report()
-    assert result.seconds < 30, result.report()
+    assert result.seconds < 15, result.report()  # 2-3 s in 3 runs (2026-12-02), start-up included
+    assert result.leftovers == [], result.report()
+
+
+@pytest.mark.mpi
+def test_open_mpi_mpi4py_under_mpiexec_mpich_stops_every_process_in_a_world_of_one(job_dir):
+    """The other mismatch of the row: mpi4py on Open MPI (no MPICH environment) under Hydra."""
+    need(shutil.which("mpiexec.mpich") is not None, "MPICH")
+    script = standard_script(job_dir, "MPIRunner")
+    result = launch(["mpiexec.mpich", "-n", "3", PYTHON, script], job_dir, env=OPEN_MPI_ENV)
+    assert result.returncode == 1, result.report()
+    assert result.stderr.count("the MPI world has 1 ranks but at least 3 are needed") == 3, result.report()
+    assert result.seconds < 15, result.report()
+    assert result.leftovers == [], result.report()
 
 
 LEFT_OPEN = """\

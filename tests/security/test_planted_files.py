@@ -121,6 +121,9 @@ def test_a_fifo_at_the_scheduler_files_path_blocks_no_rank(shared_dir):
     for line in result.stderr.splitlines():
         if "ignoring" in line:
             assert "a FIFO" in line, line
+    # the scheduler rank's one warning about a directory others can write to (security.rst)
+    assert result.stderr.count("is writable by group or others") == 1, result.report()
+    assert "other users can plant files there" in result.stderr, result.report()
     assert sorted(p.name for p in shared_dir.glob("scheduler-*.json")) == []
 
 
