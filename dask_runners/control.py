@@ -137,7 +137,8 @@ class ClusterControl(SchedulerPlugin):
                 )
                 if self.expected_members is not None:
                     self.expected_members -= 1  # do not wait for it to join now
-                self.request_close(1, "the client rank never joined")
+                # Ranks that failed with it will not join either: do not wait for them.
+                self.request_close(1, "the client rank never joined", wait_for_stragglers=False)
 
         self._client_watch = asyncio.ensure_future(watch())
 
