@@ -40,6 +40,8 @@ from .at_exit import close_at_exit
 from .callbacks import outcome
 from .config import Timeouts
 from .control import ControlChannel
+from .unreachable import cancel_pending
+from .unreachable import policy as unreachable_policy
 from .exceptions import ClusterStoppedError, DiscoveryTimeoutError, JobInterrupted
 from .exit_status import exit_status
 from .launchers import launch_facts
@@ -226,6 +228,7 @@ class BaseRunner(SyncMethodMixin):
         self.callbacks = list(callbacks)
         self.pin_gpus = dask.config.get("runners.pin-gpus") if pin_gpus is None else pin_gpus
         self.timeouts = Timeouts.resolve(timeouts)
+        unreachable_policy()  # a bad runners.unreachable fails now, not when a node is lost
         self._security_option = security
         self.state = RankState()
         preempted = None if on_preemption is None else (lambda: on_preemption(self))
@@ -312,6 +315,7 @@ class BaseRunner(SyncMethodMixin):
         that rank once its service has closed, with :attr:`role` saying what
         the rank was and :attr:`exit_code` how its service ended.
         """
+        cancel_pending()  # a rank that gave up on an unreachable one frees the allocation
         let_signals_end_the_process()
         logging.shutdown()
         sys.stdout.flush()
@@ -475,6 +479,7 @@ class BaseRunner(SyncMethodMixin):
             colocated,
             self.contact.dashboard,
             hosted_scheduler,
+            (self.contact.address, connection_args(self.security, "client")),
         )
         if colocated is not None:
             await colocated.start(self.contact.address, await self.get_worker_name(), self.security)
@@ -505,7 +510,14 @@ class BaseRunner(SyncMethodMixin):
         )
 
     def _worker_spec(self) -> WorkerSpec:
-        return WorkerSpec(self.worker_class, dict(self.worker_options), self.worker_setup, self.worker_name, self.job)
+        return WorkerSpec(
+            self.worker_class,
+            dict(self.worker_options),
+            self.worker_setup,
+            self.worker_name,
+            self.job,
+            quiet_deadline=self.timeouts.shutdown / 2,
+        )
 
     def _colocated_worker(self) -> ColocatedWorker | None:
         """With ``exclusive_workers=False``: the worker beside the scheduler or client."""
@@ -649,7 +661,11 @@ class BaseRunner(SyncMethodMixin):
         if self._session is None:
             self.state.status = Status.closed
             return
-        await self._session.shutdown(exit_code, reason)
+        try:
+            await self._session.shutdown(exit_code, reason)
+        finally:
+            if self._session.scheduler_lost:
+                self.transport.withdraw()  # a lost scheduler rank cannot remove its file itself
 
     def close(self):
         """Shut the cluster down from the client rank (as ``Client.shutdown`` does)."""

@@ -16,6 +16,8 @@ status instead of retrying.
 The shutdown sequence, run by :meth:`ClusterControl.drain` from the
 scheduler's ``before_close`` plugin hook whatever the reason for closing:
 
+0. after the client code ended normally, the workers stop taking tasks and
+   finish the transfers in flight (:meth:`ClusterControl.quiet_workers`);
 1. the scheduler lets the messages it has queued for workers go out, then
    tells every worker rank to stop; each closes its own worker or nanny
    (for a nanny this is the only path on which the worker process exits
@@ -322,7 +324,15 @@ class ClusterControl(SchedulerPlugin):
             self._drained = asyncio.ensure_future(self._drain())
         return self._drained
 
+    async def quiet_workers(self) -> None:
+        """Let the workers finish what is in flight before they are told to stop.
+
+        Nothing here; :class:`~dask_runners.services.quiesce.QuiescingControl`
+        quiets them after the client code ends.
+        """
+
     async def _drain(self) -> None:
+        await self.quiet_workers()
         deadline = time.monotonic() + self.shutdown_timeout
         await self._flush_worker_streams(deadline)
         workers = [m for m in self.members.values() if m.role != "client"]

@@ -24,10 +24,14 @@ errors are never hidden.
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import logging
+import re
 from pathlib import Path
 
 import dask.config
+from distributed.core import Status
 
 from .config import user_path
 from .roles import Role
@@ -122,3 +126,105 @@ def _file_handler(directory: Path, rank, formatter) -> tuple[Path | None, loggin
     handler.setLevel(logging.NOTSET)
     handler._dask_runners = True
     return path, handler
+
+
+# -- messages of a busy cluster's shutdown ---------------------------------------------
+#
+# The shutdown is ordered so that nothing that anyone still wants is cut
+# (dask_runners.services.quiesce). What distributed still says at that point
+# is noise about work nobody wants any more; the filters below drop or
+# shorten exactly those records, and each says why it is harmless.
+
+#: distributed's scheduler message for a report to a client whose connection has closed.
+CLOSED_COMM = "Closed comm %r while trying to write %s"
+_LOST_TASKS = re.compile(
+    r"^(Removing worker \S+ caused the cluster to lose )"
+    r"(already computed task\(s\), which will be recomputed elsewhere|scattered data, which can't be recovered)"
+    r": (.*) \((stimulus_id=\S*)\)$",
+    re.S,
+)
+
+
+def drop_reports_to_departed_clients(record: logging.LogRecord) -> bool:
+    """Drop the scheduler's CRITICAL for each result it could not report to a client that has left.
+
+    A client that leaves right after submitting work closes its connection
+    before a busy scheduler has read its goodbye; until the scheduler reads
+    it, distributed logs a CRITICAL with a traceback for every result of that
+    client's keys (hundreds when a map is in flight). The client asked for
+    nothing more: it has gone. A client rank that dies is reported by the
+    control channel instead (``the client rank vanished``).
+    """
+    if record.msg != CLOSED_COMM or not record.args:
+        return True
+    comm = getattr(record.args[0], "comm", None)
+    return getattr(comm, "name", None) != "Scheduler->Client"
+
+
+def shorten_lost_task_lists(record: logging.LogRecord) -> bool:
+    """Replace the key list of distributed's "Removing worker ... lose ..." message by its length.
+
+    After a client's or the scheduler's node is lost, every worker that leaves
+    lists each key it held, which runs to kilobytes per line; how many is
+    what a reader can use. The record keeps its level.
+    """
+    match = _LOST_TASKS.match(record.msg) if isinstance(record.msg, str) else None
+    if match is not None:
+        head, what, keys, stimulus = match.groups()
+        record.msg = f"{head}{count_keys(keys)} {what} ({stimulus})"
+        record.args = ()
+    return True
+
+
+def count_keys(text: str) -> str:
+    """How many keys the printed set ``text`` holds ("some" if it cannot be read back).
+
+    >>> count_keys("{'a', ('b', 1)}")
+    '2'
+    """
+    try:
+        return str(len(ast.literal_eval(text)))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return "some"
+
+
+class CancelledOnPurpose(logging.Filter):
+    """Drop records of a ``CancelledError`` while ``on_purpose()`` says this process cancels on purpose.
+
+    distributed logs any exception that leaves a handler, a cancellation
+    included, at ERROR with a traceback. A server that is closing cancels its
+    own background work (a graph still being built for a client that left);
+    a worker rank told to stop while its worker starts cancels the start
+    (a ``worker_setup`` still running). Neither is a failure.
+    """
+
+    def __init__(self, on_purpose=lambda: True):
+        super().__init__()
+        self.on_purpose = on_purpose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, asyncio.CancelledError) and self.on_purpose())
+
+
+def scheduler_log_filters(scheduler) -> list[tuple[str, object]]:
+    """The filters a scheduler rank attaches for ``scheduler``: (logger name, filter) pairs."""
+    closing = CancelledOnPurpose(lambda: scheduler.status in (Status.closing, Status.closed))
+    return [
+        ("distributed.scheduler", drop_reports_to_departed_clients),
+        ("distributed.scheduler", shorten_lost_task_lists),
+        ("distributed.scheduler", closing),
+        ("distributed.core", closing),
+    ]
+
+
+def attach(filters) -> None:
+    """Add each (logger name, filter) pair."""
+    for name, log_filter in filters:
+        logging.getLogger(name).addFilter(log_filter)
+
+
+def detach(filters) -> None:
+    """Remove each (logger name, filter) pair."""
+    for name, log_filter in filters:
+        logging.getLogger(name).removeFilter(log_filter)

@@ -12,14 +12,16 @@ import logging
 
 from distributed.core import Status
 
-from ..control import ClusterControl
 from ..dashboard import Dashboard, scheduler_dashboard_options
 from ..exceptions import DiscoveryTimeoutError
 from ..limits import raise_open_file_limit
+from ..logs import attach, detach, scheduler_log_filters
 from ..roles import RankLayout
 from ..security import TLSChoice
 from ..state import RankState
 from ..transport import Contact, Transport
+from .departures import DepartedClients
+from .quiesce import QuiescingControl
 from .worker import ColocatedWorker
 
 logger = logging.getLogger(__name__)
@@ -57,8 +59,11 @@ class SchedulerService:
         The published contact, once the scheduler runs.
     security : distributed.Security or None
         What the scheduler serves with.
-    control : ClusterControl or None
+    control : QuiescingControl or None
         The control channel's scheduler side, once the scheduler runs.
+    log_filters : list or None
+        The log filters attached while the scheduler runs
+        (:func:`~dask_runners.logs.scheduler_log_filters`).
     """
 
     def __init__(
@@ -87,7 +92,8 @@ class SchedulerService:
         self.colocated = colocated
         self.contact: Contact | None = None
         self.security = None
-        self.control: ClusterControl | None = None
+        self.control: QuiescingControl | None = None
+        self.log_filters: list | None = None
 
     async def start(self):
         """Start the scheduler and publish its contact, within the discovery deadline."""
@@ -111,8 +117,10 @@ class SchedulerService:
                 options.setdefault("protocol", "tls")
         scheduler = Scheduler(**options)
         await scheduler
+        attach(self._log_filters(scheduler))
+        DepartedClients(scheduler).install()
         expected = self.layout.control_members(self.world_size)
-        self.control = control = ClusterControl(
+        self.control = control = QuiescingControl(
             scheduler, expected, self.timeouts.shutdown, self.timeouts.lease, self.layout.n_workers(self.world_size)
         )
         control.install()
@@ -131,7 +139,14 @@ class SchedulerService:
         await self.hooks.set_scheduler_address(scheduler)
         return scheduler
 
+    def _log_filters(self, scheduler) -> list:
+        """This scheduler's log filters (:func:`~dask_runners.logs.scheduler_log_filters`), made once."""
+        if self.log_filters is None:
+            self.log_filters = scheduler_log_filters(scheduler)
+        return self.log_filters
+
     async def _close_on_signal(self) -> None:
+        self.control.quiet = False  # every rank may be leaving on the same signal
         self.control.request_close(
             self.state.signal_exit, "the scheduler rank received a signal", wait_for_stragglers=False
         )
@@ -150,6 +165,7 @@ class SchedulerService:
             await scheduler.finished()
         finally:
             await scheduler.close(reason=control.reason)
+            detach(self._log_filters(scheduler))
             state.status = Status.closed
             self.transport.withdraw()
             await self.hooks.on_scheduler_close()

@@ -24,8 +24,10 @@ from ..control import ControlChannel, StopOrder
 from ..exceptions import SchedulerLostError, ShutdownTimeoutError
 from ..dashboard import worker_dashboard_options
 from ..job import visible_gpus
+from ..logs import CancelledOnPurpose, attach, detach
 from ..sizing import node_share
 from ..state import RankState
+from .quiesce import QuietExit
 
 logger = logging.getLogger(__name__)
 
@@ -80,21 +82,14 @@ def stop_child_processes_from_rerunning_main() -> None:
         main.__dict__.pop("__file__", None)
 
 
-def _quiet_heartbeat_of_closing_workers(record: logging.LogRecord) -> bool:
-    """Drop heartbeat failures: installed when this process closes its own
-    worker on purpose, after which no worker of the process has one to miss."""
-    return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
-
-
 async def close_server(server, reason: str) -> None:
     """Close a worker or nanny without waiting for tasks still running.
 
     A worker waits for its running tasks by default; a task that sleeps for
-    an hour would hold the whole job's shutdown for an hour. From here on a
-    heartbeat that meets a scheduler closing too (every rank signalled at
-    once) is no error.
+    an hour would hold the whole job's shutdown for an hour. Its last
+    heartbeat lands before it closes its connections (see
+    :class:`~dask_runners.services.quiesce.QuietExit`).
     """
-    logging.getLogger("distributed.worker").addFilter(_quiet_heartbeat_of_closing_workers)
     if isinstance(server, Worker):
         await server.close(reason=reason, executor_wait=False)
     else:
@@ -127,14 +122,26 @@ class WorkerSpec:
     job : JobContext or None
         Where the rank sits; ``memory_limit`` and ``nthreads`` default to its
         share of the node (see :mod:`dask_runners.sizing`).
+    quiet_deadline : float
+        How long the worker may take to quiet down before it stops (see
+        :mod:`dask_runners.services.quiesce`).
     """
 
-    def __init__(self, worker_class="distributed.Worker", options=None, setup=None, name_prefix=None, job=None):
+    def __init__(
+        self,
+        worker_class="distributed.Worker",
+        options=None,
+        setup=None,
+        name_prefix=None,
+        job=None,
+        quiet_deadline: float = 15.0,
+    ):
         self.worker_class = worker_class
         self.options = dict(options or {})
         self.setup = setup
         self.name_prefix = name_prefix
         self.job = job
+        self.quiet_deadline = quiet_deadline
 
     def name_for(self, name):
         """The worker's name in the cluster for the rank's ``name`` (its rank, by default)."""
@@ -152,8 +159,8 @@ class WorkerSpec:
                 options.setdefault(key, value)
         if security is not None:
             options.setdefault("security", security)
-        if self.setup is not None:
-            options["plugins"] = (*options.get("plugins", ()), self.setup)
+        ours = [QuietExit(self.quiet_deadline)] + ([] if self.setup is None else [self.setup])
+        options["plugins"] = (*options.get("plugins", ()), *ours)
         return worker_class(address, **options)
 
 
@@ -266,8 +273,13 @@ class WorkerService:
         if starting.done():
             starting.exception()  # the stop order explains a failed start; it is no error of its own
             return False
-        starting.cancel()
-        await asyncio.gather(starting, return_exceptions=True)
+        cancelled = [("distributed.worker", CancelledOnPurpose()), ("distributed.core", CancelledOnPurpose())]
+        attach(cancelled)  # distributed logs the cancelled start (a worker_setup running) as an error
+        try:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        finally:
+            detach(cancelled)
         return False
 
     async def _serve_until_stopped(self, server, channel: ControlChannel | None) -> int:

@@ -87,6 +87,7 @@ def test_scheduler_rank_killed_raises_in_the_client_code_within_seconds(job_dir)
     # every rank gone: 0.17-0.25 s from the KILLING line to srun's return in 5 runs
     assert timing("scheduler killed: srun returned", result.after_signal) < 0.7, result.report()
     assert result.leftovers == [], result.report()
+    assert_no_scheduler_file(job_dir)  # the client rank removed it: the scheduler rank could not
 
 
 def test_killed_worker_does_not_stop_the_work(job_dir):

@@ -1,0 +1,88 @@
+"""A client that leaves while the work it sent last is still arriving.
+
+Client code that submits work and leaves at once (``client.map(...)`` and the
+end of ``with Client(...)``) closes its connection before a busy scheduler
+has read what it sent last: the graphs, then the goodbye. Two things follow.
+
+* The runner's shutdown request travels on another connection, and can
+  overtake them: the workers would then stop while the scheduler still holds
+  keys for that client, and each worker that leaves logs them as lost. So the
+  client rank first names the clients its client code has closed
+  (:func:`closed_clients`), and the scheduler answers once it has read their
+  goodbyes (:meth:`DepartedClients.wait_for_departures`), within a deadline.
+* distributed builds a graph in the background and removes the client as
+  soon as its goodbye is read. A graph built after that registers keys for a
+  client that is no longer there, computed for nobody and held until the
+  cluster shuts down. :class:`DepartedClients` releases such a graph as soon
+  as it is built, as if the client had stayed to cancel it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from ..config import backoff_delays
+
+logger = logging.getLogger(__name__)
+
+#: The scheduler's handler that answers once the named clients have left.
+WAIT_FOR_DEPARTURES = "dask_runners_wait_for_departures"
+
+
+def closed_clients() -> list[str]:
+    """The ids of the closed ``distributed.Client`` objects of this process (still referenced)."""
+    from distributed import Client
+
+    return [client.id for client in list(Client._instances) if client.status == "closed"]
+
+
+class DepartedClients(SchedulerPlugin):
+    """Release the keys of a graph whose client left before it was built.
+
+    Parameters
+    ----------
+    scheduler : distributed.Scheduler
+        The scheduler to watch.
+    """
+
+    name = "dask-runners-departed-clients"
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.departed: set[str] = set()
+
+    def install(self) -> None:
+        """Add this plugin and the :data:`WAIT_FOR_DEPARTURES` handler to the scheduler."""
+        self.scheduler.add_plugin(self)
+        self.scheduler.handlers[WAIT_FOR_DEPARTURES] = self.wait_for_departures
+
+    async def wait_for_departures(self, clients: list[str], timeout: float) -> list[str]:
+        """Return once none of ``clients`` is connected any more, or at ``timeout``; return those left."""
+        deadline = time.monotonic() + timeout
+        for delay in backoff_delays(first=0.001, cap=0.05):
+            staying = [client for client in clients if client in self.scheduler.clients]
+            if not staying or time.monotonic() + delay > deadline:
+                return staying
+            await asyncio.sleep(delay)
+
+    def add_client(self, scheduler, client: str) -> None:
+        self.departed.discard(client)
+
+    def remove_client(self, scheduler, client: str) -> None:
+        self.departed.add(client)
+
+    def update_graph(self, scheduler, *, client: str, keys, **kwargs) -> None:
+        if client in self.departed and keys:
+            # After the graph's own transitions, which run once this hook returns.
+            asyncio.get_running_loop().call_soon(self._release, client, list(keys))
+
+    def _release(self, client: str, keys: list) -> None:
+        logger.debug("scheduler rank: releasing %d keys of the departed client %s", len(keys), client)
+        self.scheduler.client_releases_keys(keys=keys, client=client, stimulus_id=f"dask-runners-departed-{client}")
+        cs = self.scheduler.clients.get(client)
+        if cs is not None and not cs.wants_what:
+            del self.scheduler.clients[client]
