@@ -157,8 +157,8 @@ async def test_hooks_run_in_order_on_each_role():
     assert [c for r, c in calls if r == 1] == ["before_client_start"]
 
 
-async def test_a_subclass_needs_only_the_two_required_hooks(tmp_path):
-    """The design's minimal runner: distributed writes the file, the hook reads it."""
+async def test_a_subclass_needs_only_the_two_required_hooks(tmp_path, caplog):
+    """The design's minimal runner: distributed writes the file, the hook reads it, on plain TCP, with a warning."""
     scheduler_file = tmp_path / "scheduler.json"
 
     class Minimal(BaseRunner):
@@ -184,6 +184,9 @@ async def test_a_subclass_needs_only_the_two_required_hooks(tmp_path):
     codes, outcome = await run_world(3, one_task, runner_class=Minimal)
     assert outcome["result"] == 1
     assert codes == {0: 0, 2: 0}
+    # the hook carries an address only, no credentials: the scheduler says so
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "TLS is off" in r.getMessage()]
+    assert len(warnings) == 1 and "anyone who can reach tcp://" in warnings[0], warnings
 
 
 async def test_base_runner_cannot_start_without_a_way_to_the_scheduler():
