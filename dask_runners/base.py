@@ -665,6 +665,7 @@ class BaseRunner(SyncMethodMixin):
             await self._session.shutdown(exit_code, reason)
         finally:
             if self._session.scheduler_lost:
+                self.state.scheduler_lost = True
                 self.transport.withdraw()  # a lost scheduler rank cannot remove its file itself
 
     def close(self):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -83,9 +84,10 @@ class MPIRunner(BaseRunner):
 
     def __init__(self, *, comm=None, scheduler_file=None, scheduler_address=None, **kwargs):
         super().__init__(**kwargs)
-        from mpi4py import MPI
+        from mpi4py import MPI  # registers MPI_Finalize at exit: the hook below runs before it
 
         self._MPI = MPI
+        atexit.register(self._abort_if_the_scheduler_was_lost)
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank = self.comm.Get_rank()
         self.world_size = self.comm.Get_size()
@@ -149,17 +151,25 @@ class MPIRunner(BaseRunner):
         time.sleep(ABORT_GRACE)
         self.comm.Abort(1)
 
+    def _abort_if_the_scheduler_was_lost(self) -> None:
+        """On the client rank, at exit: abort rather than finalize with a dead scheduler rank."""
+        if self.state.scheduler_lost and not self._MPI.Is_finalized():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.comm.Abort(1)
+
     def exit_process(self, exit_code: int):
         """Finalize MPI, then leave as every runner does.
 
         MPI launchers treat a rank that exits without finalizing as failed,
         so a service rank finalizes before it goes. ``MPI_Finalize`` waits
-        for every rank, so when the client rank's process died
-        (:attr:`client_lost`) the job is aborted instead: the launcher would
-        otherwise end it only after noticing the death by itself.
+        for every rank, so when the client rank's or the scheduler rank's
+        process died (:attr:`client_lost`, or the scheduler was lost) the job
+        is aborted instead: the launcher would otherwise end it only after
+        noticing the death by itself, or never, if it leaves that to the ranks.
         """
         let_signals_end_the_process()  # a launcher's SIGTERM must work in C code too
-        if self.client_lost:
+        if self.client_lost or self.state.scheduler_lost:
             sys.stdout.flush()
             sys.stderr.flush()
             self.comm.Abort(exit_code or 1)

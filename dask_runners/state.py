@@ -35,6 +35,9 @@ class RankState:
         That signal.
     client_lost : bool
         The service stopped because the client rank's process died.
+    scheduler_lost : bool
+        The scheduler rank died or could not be reached: this rank left
+        without being told to stop.
     failure : BaseException or None
         On the client rank: the cluster stopped or was lost while the client
         code ran; raised in the client code.
@@ -52,6 +55,7 @@ class RankState:
         self.signal_exit: int | None = None
         self.signal_received: int | None = None
         self.client_lost = False
+        self.scheduler_lost = False
         self.failure: BaseException | None = None
         self.failure_raised = False
         self.shutdown_requested = False

@@ -71,7 +71,7 @@ class Launch:
 #: launcher, each rank, and whatever the ranks start in turn (a Nanny's worker process, made by
 #: multiprocessing's spawn or forkserver, whose command line names neither the script nor the
 #: job directory). Slurm's daemons (slurmstepd) do not carry it: they are not the launch's.
-LAUNCH_ID_VARIABLE = "DASK_RUNNERS_TEST_LAUNCH"
+LAUNCH_ID_VARIABLE = "RUNNERS_TEST_LAUNCH"  # not DASK_*: dask would read it as config
 
 
 def processes_running(marker: str) -> list[str]:

@@ -297,6 +297,7 @@ class WorkerService:
                     "either; leaving with exit code 1",
                     self.state.log_prefix,
                 )
+                self.state.scheduler_lost = True
                 return 1
             logger.info("%s: the worker closed by itself; leaving", self.state.log_prefix)
             return 0
@@ -309,6 +310,7 @@ class WorkerService:
             return self._exit_code_of(channel.stopped.result())
         except SchedulerLostError as e:
             logger.error("%s: %s; leaving with exit code 1", self.state.log_prefix, e)
+            self.state.scheduler_lost = True
             return 1
 
     def _exit_code_of(self, order: StopOrder) -> int:

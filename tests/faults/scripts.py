@@ -43,6 +43,18 @@ with {runner}({options}) as runner:
         note("SHOULD NOT GET HERE")
 """
 
+#: Every task of the step is killed at once (SIGKILL), as at the end of KillWait: nobody can clean up.
+STEP_KILLED = HEADER + """
+import subprocess
+with {runner}({options}) as runner:
+    with Client(runner) as client:
+        client.wait_for_workers(runner.n_workers)
+        note(f"KILLING the step at {{time.time():.3f}}")
+        subprocess.run(["scancel", "--signal=KILL", os.environ["SLURM_JOB_ID"] + "." + os.environ["SLURM_STEP_ID"]])
+        time.sleep(30)
+        note("SHOULD NOT GET HERE")
+"""
+
 #: One worker is killed while every worker is busy with a map of 0.1 s tasks; the map's
 #: result is checked in full. ``{options}`` decides Nanny or not.
 WORKER_KILLED = HEADER + """

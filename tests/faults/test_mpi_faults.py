@@ -91,8 +91,9 @@ def test_client_rank_killed_the_runner_alone_ends_the_job_through_mpi_abort(job_
     # The launcher would wait for ever for ranks in MPI_Finalize waiting for the dead one: ending at
     # all shows they left through MPI_Abort (mpirun's own notice of it, "MPI_ABORT was invoked",
     # is not reliable: it fails to print it in about one run in two, "ORTE_ERROR_LOG: Out of
-    # resource in file show_help.c"). 0.11-1.2 s in 5 runs (2026-12-02).
-    assert timing(f"{launcher}: client killed, runner alone", result.after_signal) < 1.5, result.report()
+    # resource in file show_help.c"). 0.11-1.2 s in 5 runs, and 2.04-2.07 s in 2 of 8 more with
+    # another test running beside it (2026-12-02).
+    assert timing(f"{launcher}: client killed, runner alone", result.after_signal) < 2.5, result.report()
     assert result.leftovers == [], result.report()
 
 

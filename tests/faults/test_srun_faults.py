@@ -129,9 +129,9 @@ def test_killed_worker_under_a_nanny_is_restarted_and_the_job_succeeds(job_dir):
 
 
 def test_stale_file_from_a_killed_earlier_step_is_ignored(job_dir):
-    """Two steps in one allocation share a job id and a file name; the first dies."""
+    """Two steps in one allocation share a job id and a file name; every task of the first is killed."""
     options = 'scheduler_file="scheduler-{job_id}.json"'
-    first = scripts.write(job_dir, scripts.SCHEDULER_KILLED, "SLURMRunner", options, name="first.py")
+    first = scripts.write(job_dir, scripts.STEP_KILLED, "SLURMRunner", options, name="first.py")
     second = scripts.write(job_dir, scripts.STANDARD, "SLURMRunner", options, name="second.py")
     steps = (
         f"srun -n 4 {PYTHON} {first}; echo FIRST_STEP_RC=$?; stat -c 'LEFT %n %a' scheduler-*.json; "
@@ -139,7 +139,8 @@ def test_stale_file_from_a_killed_earlier_step_is_ignored(job_dir):
     )
     result = launch(["salloc", "-n", "4", "bash", "-c", steps], job_dir)
     assert "FIRST_STEP_RC=137" in result.stdout, result.report()
-    # the killed scheduler's file stays, with the key in it, readable by its owner alone (security.rst)
+    # with every rank killed at once nobody can remove the file: it stays, with the key in it, readable
+    # by its owner alone (security.rst); a killed scheduler rank alone has its file removed by the client
     assert re.search(r"^LEFT scheduler-\d+\.json 600$", result.stdout, re.M), result.report()
     assert "RESULT OK" in result.stdout, result.report()
     assert "SECOND_STEP_RC=0" in result.stdout, result.report()
