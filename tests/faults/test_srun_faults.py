@@ -278,8 +278,13 @@ def test_signal_to_the_step_closes_the_cluster_gracefully(job_dir, signals, exit
     result = srun(script, job_dir, when="READY", send=signals)
     assert result.returncode == exit_code, result.report()
     ends = dict.fromkeys(range(4), f"Exited with exit code {exit_code}")
-    if exit_code == 130:  # the client rank's uncaught KeyboardInterrupt: Python ends by SIGINT itself
-        ends[1] = "Interrupt"
+    if exit_code == 130:
+        # The client rank's uncaught KeyboardInterrupt: Python ends by SIGINT itself ("Interrupt").
+        # When the scheduler rank's SIGINT stops the cluster first, the client code is interrupted
+        # by that stop and exits with 130 (2 runs of about 10 in CI, 2026-12-02): 130 either way.
+        client_end = task_ends(result.stderr).get(1)
+        assert client_end in ("Interrupt", "Exited with exit code 130"), result.report()
+        ends[1] = client_end
     assert task_ends(result.stderr) == ends, result.report()
     assert "BODY LEFT" in result.stdout, result.report()
     # "within seconds, well inside KillWait (30 s)": 0.12-0.37 s from the READY line to srun's
