@@ -69,6 +69,7 @@ def test_a_rank_failing_before_the_cluster_is_up_aborts_the_world(job_dir, launc
 
 #: The launcher's status when a rank is killed by SIGKILL: mpirun's 137, Hydra's 9.
 KILLED_STATUS = {"open_mpi": 137, "mpich": 9}
+ABORT_STATUS = {"open_mpi": (), "mpich": (1,)}
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
@@ -106,7 +107,9 @@ def test_scheduler_rank_killed_raises_in_the_client_code(job_dir, launcher, requ
     script = scripts.write(job_dir, scripts.SCHEDULER_KILLED, "MPIRunner")
     result = run(request, launcher, script, job_dir, cleanup=cleanup, when="KILLING", send=[NOTHING])
     if cleanup:
-        assert result.returncode == KILLED_STATUS[launcher], result.report()
+        # Hydra reports whichever it sees first: the scheduler rank's SIGKILL (9) or a worker rank's
+        # MPI_Abort(1), about one run in five (2026-12-03); both are the truth of a failed job.
+        assert result.returncode in {KILLED_STATUS[launcher], *ABORT_STATUS[launcher]}, result.report()
     assert "SHOULD NOT GET HERE" not in result.stdout
     if launcher == "open_mpi":
         # Not under MPICH: in about one run in five Hydra kills the client rank before it can log
@@ -120,8 +123,11 @@ def test_scheduler_rank_killed_raises_in_the_client_code(job_dir, launcher, requ
         assert "dask_runners.exceptions.SchedulerLostError: lost the connection" in result.stderr, result.report()
         for rank in (2, 3):
             assert WORKER_LEFT.search(rank_log(job_dir, rank)), (rank, result.report())
-    # every rank gone: 0.1-0.3 s in 4 runs each (2026-12-02)
-    assert timing(f"{launcher}: scheduler killed, ended", result.after_signal) < 1.5, result.report()
+    # every rank gone. mpiexec: 0.03-0.06 s in 4 runs; mpirun: 1.03-1.08 s in 16 runs, as it waits its
+    # own 1 s odls_base_sigkill_timeout after the worker ranks' MPI_Abort, and 2.07 s once under the
+    # load of CI (2026-12-03)
+    bound = {"open_mpi": 2.5, "mpich": 1.0}[launcher]
+    assert timing(f"{launcher}: scheduler killed, ended", result.after_signal) < bound, result.report()
     assert result.leftovers == [], result.report()
 
 
