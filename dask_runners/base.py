@@ -39,7 +39,7 @@ from tornado.ioloop import IOLoop
 from .at_exit import close_at_exit
 from .callbacks import outcome
 from .config import Timeouts
-from .control import ControlChannel
+from .channel import ControlChannel
 from .unreachable import cancel_pending
 from .unreachable import policy as unreachable_policy
 from .exceptions import ClusterStoppedError, DiscoveryTimeoutError, JobInterrupted
@@ -495,18 +495,18 @@ class BaseRunner(SyncMethodMixin):
             raise DiscoveryTimeoutError.after(self.state.log_prefix, self.timeouts.discovery, what) from e
 
     async def _join(self, role: Role) -> ControlChannel:
+        """Join the cluster: through the worker's own stream where it can, else over a connection."""
         # Ranks of another job (scheduler=False) must not take this job's rank numbers.
         own_rank = self.layout.scheduler and self.rank is not None
         member = self.rank if own_rank else f"{os.uname()[1]}:{os.getpid()}"
-        worker = self._worker_spec().name_for(await self.get_worker_name()) if role is Role.worker else None
+        spec = self._worker_spec() if role is Role.worker else None
+        args = connection_args(self.security, role.value)
+        if spec is not None and spec.runs_in_process:
+            return ControlChannel.through_worker(self.contact.address, member, args, self.timeouts.lease)
+        worker = None if spec is None else spec.name_for(await self.get_worker_name())
         return await ControlChannel.open(
-            self.contact.address,
-            member,
-            role.value,
-            connection_args(self.security, role.value),
-            timeout=self.timeouts.discovery,
-            lease=self.timeouts.lease,
-            worker=worker,
+            self.contact.address, member, role.value, args,
+            timeout=self.timeouts.discovery, lease=self.timeouts.lease, worker=worker,
         )
 
     def _worker_spec(self) -> WorkerSpec:

@@ -1,15 +1,17 @@
 """The runner's own control channel between the scheduler and the other ranks.
 
-Every rank other than the scheduler keeps one connection open to the
-scheduler for as long as it serves. Over it:
+Every rank other than the scheduler stays linked to it for as long as it
+serves: a worker rank through its worker's own stream to the scheduler, the
+client rank (and a rank whose worker is a nanny) through a connection of its
+own (:mod:`dask_runners.links`). Over the link:
 
 * the rank says who it is when it joins (``rank``, ``role``);
 * the client rank asks for the cluster to shut down, with an exit code;
 * the scheduler tells each rank to stop, with the exit code to leave with.
 
-Because the connection stays open, each side learns at once when the other
-process goes away: the kernel closes the socket of a process that dies for any
-reason. The scheduler can then end the job instead of waiting for an idle
+Because the link's connection stays open, each side learns at once when the
+other process goes away: the kernel closes the socket of a process that dies
+for any reason. The scheduler can then end the job instead of waiting for an idle
 timeout, and a worker rank whose scheduler vanished leaves with a non-zero
 status instead of retrying.
 
@@ -35,22 +37,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import time
 
-from distributed.comm import connect
 from distributed.comm.core import CommClosedError
 from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .config import backoff_delays
-from .exceptions import SchedulerLostError, ShutdownTimeoutError
+from .links import STREAM_OP, CommLink, StreamLink
 from .unreachable import cancel_job_at_exit
 
 logger = logging.getLogger(__name__)
 
 HANDLER = "dask_runners_control"
 WAIT_FOR_WORKERS = "dask_runners_wait_for_workers"
+STANDING = "dask_runners_standing"
+#: The key of a worker's startup information that says which rank it serves.
+MEMBERSHIP = "dask-runners"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +71,7 @@ class StopOrder:
 class _Member:
     rank: int | str
     role: str
-    comm: object
+    link: CommLink | StreamLink
     #: The name of the rank's Dask worker, if it runs one.
     worker: str | int | None = None
     left: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -118,6 +121,8 @@ class ClusterControl(SchedulerPlugin):
         #: closing the scheduler rank's own worker (``exclusive_workers=False``).
         self.on_drain: list = []
         self._client_watch: asyncio.Task | None = None
+        #: Members linked through their worker's stream, by worker address.
+        self._streams: dict[str, _Member] = {}
 
     def expect_client(self, deadline: float, rank: int = 1) -> None:
         """End the job if no client rank joins within ``deadline`` seconds.
@@ -148,6 +153,8 @@ class ClusterControl(SchedulerPlugin):
         """Add the control handler and this plugin to the scheduler."""
         self.scheduler.handlers[HANDLER] = self.handle_member
         self.scheduler.handlers[WAIT_FOR_WORKERS] = self.wait_for_workers
+        self.scheduler.handlers[STANDING] = self.standing
+        self.scheduler.stream_handlers[STREAM_OP] = self._on_stream_message
         self.scheduler.add_plugin(self)
         logging.getLogger("distributed.batched").addFilter(self._quiet_expected_closes)
 
@@ -158,53 +165,100 @@ class ClusterControl(SchedulerPlugin):
         # with a traceback. During a shutdown we started, it is expected.
         return not (self._stopping and record.msg.startswith("Batched Comm Closed"))
 
-    # -- connections from ranks ---------------------------------------------
+    # -- links from ranks ---------------------------------------------------
     async def handle_member(self, comm, rank, role, worker=None):
-        """Serve one rank's control connection until that rank leaves or its lease runs out.
+        """Serve one rank's control connection until that rank leaves or its lease runs out."""
+        await self._serve(_Member(rank, role, CommLink(comm), worker))
+        return Status.dont_reply
+
+    def add_worker(self, scheduler, worker: str) -> None:
+        """A worker registered: if a worker rank of the job runs it, that rank joins through its stream."""
+        self._worker_arrived.set()
+        self._tell_client_when_ready()
+        ws = getattr(scheduler, "workers", {}).get(worker)
+        membership = None if ws is None else (ws.extra or {}).get(MEMBERSHIP)
+        if not membership:
+            return
+        stream = scheduler.stream_comms[worker]
+        link = StreamLink(stream.send, drop=stream.abort)
+        member = _Member(membership["rank"], membership["role"], link, ws.name)
+        self._streams[worker] = member
+        asyncio.ensure_future(self._serve(member))
+
+    def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
+        member = self._streams.pop(worker, None)
+        if member is not None:
+            member.link.end()
+
+    def _on_stream_message(self, message: dict, worker: str | None = None, **kwargs) -> None:
+        member = self._streams.get(worker)
+        if member is not None:
+            member.link.deliver(message)
+
+    async def _serve(self, member: _Member) -> None:
+        """Serve one rank's link until that rank leaves or its lease runs out.
 
         The scheduler's side beats too (:meth:`_beat`), so that the rank can
         tell a silent scheduler from a quiet one.
         """
-        member = _Member(rank, role, comm, worker)
-        self.members[rank] = member
+        self.members[member.rank] = member
         self._member_joined.set()
-        if self._stopping:  # joined a cluster already shutting down (a worker could not start, a signal)
-            await self._send_stop(member)
-        else:
-            await comm.write({"op": "welcome"})
-            if self._ready is not None and role == "client":
-                await comm.write(self._ready)
-        beating = asyncio.ensure_future(self._beat(member))
-        silent = False
+        link = member.link
+        beating = None
+        silent = left_on_purpose = False
         try:
+            if self._stopping:  # joined a cluster already shutting down (a worker could not start, a signal)
+                await self._send_stop(member)
+            else:
+                await link.write({"op": "welcome"})
+                if self._ready is not None and member.role == "client":
+                    await link.write(self._ready)
+            beating = asyncio.ensure_future(self._beat(member))
             heard = time.monotonic()
             while True:
-                message = await asyncio.wait_for(comm.read(), self.lease)
+                message = await asyncio.wait_for(link.read(), self.lease)
                 member.longest_silence = max(member.longest_silence, time.monotonic() - heard)
                 heard = time.monotonic()
                 if message.get("op") == "shutdown":
                     self.request_close(message["exit_code"], message["reason"])
                 elif message.get("op") == "ping":
-                    await comm.write({"op": "pong"})
+                    await link.write({"op": "pong"})
+                elif message.get("op") == "leave":  # its worker closes by itself; the rank lives on
+                    left_on_purpose = True
+                    break
         except asyncio.TimeoutError:  # before OSError: on Python 3.11 it is one
             silent = True
-            self.unreachable.add(rank)
-            comm.abort()
+            self.unreachable.add(member.rank)
+            link.abort()
         except (CommClosedError, OSError):
             pass
         finally:
-            beating.cancel()
+            if beating is not None:
+                beating.cancel()
             member.left.set()
-        if not self._stopping:
+        if not self._stopping and not left_on_purpose:
             self._member_lost(member, silent)
-        return Status.dont_reply
+
+    def standing(self, rank) -> dict:
+        """What a rank whose worker's stream ended learns of its place in the cluster.
+
+        ``dropped``: it was counted as gone (silent past the lease). During a
+        shutdown, the stop order's exit code and reason.
+        """
+        return {
+            "dropped": rank in self.unreachable,
+            "stopping": self._stopping,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "client_lost": self.client_lost,
+        }
 
     async def _beat(self, member: _Member) -> None:
         """Tell ``member`` every quarter lease that the scheduler is there."""
         while not member.left.is_set():
             await asyncio.sleep(self.lease / 4)
             try:
-                await member.comm.write({"op": "heartbeat"})
+                await member.link.write({"op": "heartbeat"})
             except (CommClosedError, OSError):
                 return
 
@@ -262,10 +316,6 @@ class ClusterControl(SchedulerPlugin):
         asyncio.ensure_future(self.scheduler.close(reason=reason))
 
     # -- waiting for workers -----------------------------------------------------
-    def add_worker(self, scheduler, worker: str) -> None:
-        self._worker_arrived.set()
-        self._tell_client_when_ready()
-
     def log_event(self, topic, msg) -> None:
         # A worker registers while it is still starting; it counts as running
         # only when its status change arrives, a moment later. The scheduler
@@ -288,9 +338,9 @@ class ClusterControl(SchedulerPlugin):
     @staticmethod
     async def _send_quietly(member: _Member, message: dict) -> None:
         try:
-            await member.comm.write(message)
+            await member.link.write(message)
         except (CommClosedError, OSError):
-            pass  # the rank is gone; its connection's end says so
+            pass  # the rank is gone; its link's end says so
 
     async def wait_for_workers(self, n: int, timeout: float) -> list[str]:
         """Return the running workers' names once there are ``n``, or at ``timeout``.
@@ -396,7 +446,7 @@ class ClusterControl(SchedulerPlugin):
             self.unreachable.update(stuck)
             for member in pending:
                 if not member.left.is_set():
-                    member.comm.abort()
+                    member.link.abort()
 
     async def _flush_worker_streams(self, deadline: float) -> None:
         # A worker that closes while the scheduler still has a message queued
@@ -419,7 +469,7 @@ class ClusterControl(SchedulerPlugin):
             "client_lost": self.client_lost,
         }
         try:
-            await member.comm.write(message)
+            await member.link.write(message)
         except (CommClosedError, OSError):
             member.left.set()
 
@@ -433,133 +483,3 @@ def ready_summary(scheduler) -> dict:
         "memory": sum(ws.memory_limit or 0 for ws in workers),
         "nodes": len({ws.host for ws in workers}),
     }
-
-
-class ControlChannel:
-    """A rank's end of the control connection.
-
-    Use :meth:`open`; then :attr:`stopped` resolves to a :class:`StopOrder`
-    when the scheduler says stop, or raises :class:`SchedulerLostError` when
-    the scheduler goes away without saying so.
-    """
-
-    def __init__(self, comm, address: str, lease: float, role: str = "worker"):
-        self.comm = comm
-        self.address = address
-        self.role = role
-        loop = asyncio.get_running_loop()
-        self.stopped: asyncio.Future[StopOrder] = loop.create_future()
-        self.joined: asyncio.Future[None] = loop.create_future()
-        #: What the cluster is, once every expected worker runs (client rank only).
-        self.ready: asyncio.Future[dict] = loop.create_future()
-        self.lease = lease
-        self._pong: asyncio.Future | None = None
-        self._listener = asyncio.ensure_future(self._listen())
-        self._heartbeat = asyncio.ensure_future(self._beat(lease / 4))
-
-    @classmethod
-    async def open(
-        cls, address: str, rank, role: str, connection_args: dict, timeout: float, lease: float, worker=None
-    ) -> ControlChannel:
-        """Connect to the scheduler at ``address`` and join as ``rank`` (whose Dask worker is named ``worker``)."""
-        comm = await connect(address, timeout=timeout, **connection_args)
-        await comm.write({"op": HANDLER, "rank": rank, "role": role, "worker": worker, "reply": False})
-        channel = cls(comm, address, lease, role)
-        # The first message says whether the cluster is still up: a rank that
-        # joins a cluster already shutting down is told to stop right away.
-        await asyncio.wait_for(asyncio.shield(channel.joined), timeout)
-        return channel
-
-    async def _beat(self, interval: float) -> None:
-        while not self.stopped.done():
-            await asyncio.sleep(interval)
-            try:
-                await self.comm.write({"op": "heartbeat"})
-            except (CommClosedError, OSError):
-                return
-
-    async def _listen(self) -> None:
-        try:
-            while True:
-                message = await asyncio.wait_for(self.comm.read(), self.lease)
-                if not self.joined.done():
-                    self.joined.set_result(None)
-                op = message.get("op")
-                if op == "ready" and not self.ready.done():
-                    self.ready.set_result(message)
-                elif op == "stop" and not self.stopped.done():
-                    order = StopOrder(message["exit_code"], message["reason"], message.get("client_lost", False))
-                    self.stopped.set_result(order)
-                elif op == "pong" and self._pong is not None and not self._pong.done():
-                    self._pong.set_result(True)
-        except asyncio.TimeoutError:  # before OSError: on Python 3.11 it is one
-            self.comm.abort()
-            why = (
-                f"no word from the scheduler at {self.address} for {self.lease:.0f} s "
-                "(runners.timeouts.lease): its node is cut off, or its process is stopped"
-            )
-            self._lost(why)
-            self._release_allocation(why)
-        except (CommClosedError, OSError):
-            self._lost(
-                f"lost the connection to the scheduler at {self.address} without being told "
-                "to stop: the scheduler rank exited or was killed"
-            )
-
-    def _release_allocation(self, why: str) -> None:
-        # The client rank cancels at once, as it exits; worker ranks only as
-        # a fallback (the client's node may be cut off too), one per node,
-        # after the client has had time to report.
-        if self.role == "client":
-            cancel_job_at_exit(f"client rank: {why}; the client code got SchedulerLostError")
-        elif os.environ.get("SLURM_LOCALID", "0") == "0":
-            cancel_job_at_exit(f"worker rank: {why}", delay=min(5.0, self.lease / 4))
-
-    def _lost(self, why: str) -> None:
-        if not self.joined.done():
-            self.joined.set_result(None)
-        if not self.stopped.done():
-            self.stopped.set_exception(SchedulerLostError(why))
-
-    async def scheduler_answers(self) -> bool:
-        """Whether the scheduler answers a ping within a quarter lease (and has not said stop)."""
-        if self.stopped.done():
-            return False
-        self._pong = asyncio.get_running_loop().create_future()
-        try:
-            await self.comm.write({"op": "ping"})
-            done, _ = await asyncio.wait([self._pong, self.stopped], timeout=self.lease / 4)
-        except (CommClosedError, OSError):
-            return False
-        return self._pong in done
-
-    async def request_shutdown(self, exit_code: int, reason: str, timeout: float) -> StopOrder:
-        """Ask the scheduler to shut the cluster down; wait until it has.
-
-        Returns once every worker rank has left, or raises
-        :class:`ShutdownTimeoutError` after ``timeout`` seconds.
-        """
-        if not self.stopped.done():
-            self._heartbeat.cancel()
-            message = {"op": "shutdown", "exit_code": exit_code, "reason": reason}
-            try:
-                await self.comm.write(message)
-            except (CommClosedError, OSError):
-                pass  # the listener reports the lost scheduler
-        try:
-            return await asyncio.wait_for(asyncio.shield(self.stopped), timeout)
-        except asyncio.TimeoutError as e:
-            raise ShutdownTimeoutError(
-                f"the scheduler at {self.address} did not confirm the shutdown "
-                f"within {timeout:.0f} s (twice runners.timeouts.shutdown)"
-            ) from e
-
-    async def close(self) -> None:
-        """Leave the cluster: close the connection."""
-        self._listener.cancel()
-        self._heartbeat.cancel()
-        if not self.stopped.done():
-            self.stopped.cancel()
-        if not self.ready.done():
-            self.ready.cancel()
-        await self.comm.close()

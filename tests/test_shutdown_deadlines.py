@@ -42,9 +42,9 @@ def start_ranks(world, runner_class, timeouts):
 
 async def test_a_rank_that_does_not_leave_is_logged_and_the_scheduler_closes_anyway(caplog):
     class StuckWorker(InProcessRunner):
-        async def before_worker_start(self):
+        async def on_worker_start(self, worker):
             if self.rank == 3:
-                await asyncio.sleep(3600)  # joined, then never acts on the stop order
+                await asyncio.sleep(3600)  # joined (its worker registered), then never acts on the stop order
 
     world = InProcessWorld(4)
     with caplog.at_level(logging.WARNING, logger="dask_runners.control"):

@@ -18,8 +18,9 @@ import psutil
 from dask.utils import format_bytes
 from distributed.core import Status, rpc
 
+from ..channel import ControlChannel
 from ..config import backoff_delays
-from ..control import WAIT_FOR_WORKERS, ControlChannel
+from ..control import WAIT_FOR_WORKERS
 from ..dashboard import Dashboard
 from ..exceptions import ClusterStoppedError, WorkersTimeoutError
 from ..state import RankState

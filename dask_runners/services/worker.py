@@ -15,12 +15,13 @@ import os
 import sys
 import tempfile
 
-from distributed import Worker
+from distributed import Nanny, Worker
 from distributed.core import Status
 from distributed.utils import import_term
 
 from ..config import user_path
-from ..control import ControlChannel, StopOrder
+from ..channel import ControlChannel
+from ..control import StopOrder
 from ..exceptions import SchedulerLostError, ShutdownTimeoutError
 from ..dashboard import worker_dashboard_options
 from ..job import visible_gpus
@@ -147,9 +148,29 @@ class WorkerSpec:
         """The worker's name in the cluster for the rank's ``name`` (its rank, by default)."""
         return self.options.get("name", name if self.name_prefix is None else f"{self.name_prefix}-{name}")
 
-    def make(self, address: str, name, security):
-        """The worker (or nanny) for the scheduler at ``address``, made but not started."""
-        worker_class = import_term(self.worker_class) if isinstance(self.worker_class, str) else self.worker_class
+    @property
+    def resolved_class(self) -> type:
+        """The worker class itself."""
+        return import_term(self.worker_class) if isinstance(self.worker_class, str) else self.worker_class
+
+    @property
+    def runs_in_process(self) -> bool:
+        """Whether the worker runs in the rank's own process (not under a nanny).
+
+        A class that cannot be imported counts as one: :meth:`make` raises
+        the import's error where the rank reports a failed start.
+        """
+        try:
+            return not issubclass(self.resolved_class, Nanny)
+        except Exception:
+            return True
+
+    def make(self, address: str, name, security, plugins=()):
+        """The worker (or nanny) for the scheduler at ``address``, made but not started.
+
+        ``plugins`` are worker plugins of the runner's own, besides the user's.
+        """
+        worker_class = self.resolved_class
         options = dict(self.options)
         options.setdefault("name", self.name_for(name))
         options["local_directory"] = str(user_path(options.get("local_directory") or node_local_directory()))
@@ -159,7 +180,7 @@ class WorkerSpec:
                 options.setdefault(key, value)
         if security is not None:
             options.setdefault("security", security)
-        ours = [QuietExit(self.quiet_deadline)] + ([] if self.setup is None else [self.setup])
+        ours = [QuietExit(self.quiet_deadline), *plugins] + ([] if self.setup is None else [self.setup])
         options["plugins"] = (*options.get("plugins", ()), *ours)
         return worker_class(address, **options)
 
@@ -224,7 +245,8 @@ class WorkerService:
         if self.pin_gpu is not None:
             self.pin_gpu()
         try:
-            server = self.spec.make(address, await self.hooks.get_worker_name(), security)
+            carried = [channel.plugin] if channel is not None and channel.link_is_stream else []
+            server = self.spec.make(address, await self.hooks.get_worker_name(), security, carried)
             state.stop_service = lambda: close_server(server, f"dask-runners: {state.log_prefix} received a signal")
             started = await self._start_unless_stopped(server, channel)
         except Exception as e:

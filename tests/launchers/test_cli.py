@@ -68,7 +68,9 @@ def test_info_prints_one_line_per_rank(job_dir, slurm):
 
 WHO_AM_I = """\
 import os, sys
-print("RANK", os.environ["RUNNERS_RANK"], sys.executable, sys.argv[1:], flush=True)
+# One write: print() writes its pieces apart, and two ranks' pieces can interleave on the shared pipe.
+sys.stdout.write(f"RANK {os.environ['RUNNERS_RANK']} {sys.executable} {sys.argv[1:]}\\n")
+sys.stdout.flush()
 """
 
 
