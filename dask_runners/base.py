@@ -230,6 +230,8 @@ class BaseRunner(SyncMethodMixin):
         self.timeouts = Timeouts.resolve(timeouts)
         unreachable_policy()  # a bad runners.unreachable fails now, not when a node is lost
         self._security_option = security
+        #: The job's credentials, if this rank made them before its start (see MPIRunner).
+        self._made_credentials = None
         self.state = RankState()
         preempted = None if on_preemption is None else (lambda: on_preemption(self))
         self._policy = SignalPolicy(self.state, preemption_signal, preempted, signal_exit_codes)
@@ -415,7 +417,7 @@ class BaseRunner(SyncMethodMixin):
             self.log_file = configure_rank_logging(role, self.rank)
         beside_client = role is Role.client and self.layout.hosts_scheduler(self.rank)  # a shared rank
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
-        tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials)
+        tls = TLSChoice.decide(self._security_option, self._carrier.carries_credentials, self._made_credentials)
         publishes = role is Role.scheduler or beside_client
         prepared = self._carrier.prepare(publishes, tls.per_job and self.layout.scheduler)
         await self._within_discovery_deadline(prepared, f"checking where {self._carrier.describe()} goes")

@@ -12,9 +12,9 @@ import traceback
 
 from .base import BaseRunner
 from .config import backoff_delays
-from .exceptions import DiscoveryTimeoutError
+from .exceptions import DiscoveryTimeoutError, LauncherEnvironmentError
 from .job import JobContext
-from .launchers import job_context
+from .launchers import detect, job_context
 from .launchers.placement import (
     RECORD_SIZE,
     RankRecord,
@@ -24,6 +24,7 @@ from .launchers.placement import (
     remember,
     with_exchange,
 )
+from .security import JobCredentials, TLSChoice
 from .signals import let_signals_end_the_process
 from .transport import FixedAddress, Transport
 from .transport.broadcast import BroadcastTransport
@@ -84,6 +85,8 @@ class MPIRunner(BaseRunner):
 
     def __init__(self, *, comm=None, scheduler_file=None, scheduler_address=None, **kwargs):
         super().__init__(**kwargs)
+        if comm is None:
+            self._made_credentials = self._credentials_before_mpi_init()
         from mpi4py import MPI  # registers MPI_Finalize at exit: the hook below runs before it
 
         self._MPI = MPI
@@ -101,6 +104,21 @@ class MPIRunner(BaseRunner):
                 "pass scheduler_file='/shared/path/scheduler.json'"
             )
         self.transport = self._transport_for(scheduler_address)
+
+    def _credentials_before_mpi_init(self) -> JobCredentials | None:
+        """The job's credentials, made now if the launcher's environment says this rank runs the scheduler.
+
+        ``MPI_Init`` returns on every rank once the last one has called it:
+        work done before it, while other ranks still import, is off the path
+        to the first result; after it, the other ranks would wait for it.
+        """
+        if not self.scheduler or not TLSChoice.decide(self._security_option, True).per_job:
+            return None
+        try:
+            rank = detect().rank
+        except LauncherEnvironmentError:  # started without a launcher: MPI says the rank later
+            return None
+        return JobCredentials.generate() if rank == self.scheduler_rank else None
 
     def _transport_for(self, scheduler_address: str | None) -> Transport:
         if self.scheduler:

@@ -150,14 +150,18 @@ class TLSChoice:
     per_job : bool
         Per-job TLS: the scheduler rank makes :class:`JobCredentials` and the
         contact carries them to the other ranks.
+    made : JobCredentials or None
+        Credentials the scheduler rank made already (``MPIRunner`` makes them
+        before ``MPI_Init``); otherwise :meth:`for_scheduler` makes them.
     """
 
-    def __init__(self, given: Security | None = None, per_job: bool = False):
+    def __init__(self, given: Security | None = None, per_job: bool = False, made: JobCredentials | None = None):
         self.given = given
         self.per_job = per_job
+        self.made = made
 
     @classmethod
-    def decide(cls, security, carries_credentials: bool) -> TLSChoice:
+    def decide(cls, security, carries_credentials: bool, made: JobCredentials | None = None) -> TLSChoice:
         """The choice for a runner's ``security`` argument and its transport.
 
         ``None`` follows the dask config key ``runners.security`` (default
@@ -170,14 +174,14 @@ class TLSChoice:
             return cls(given=security)
         if security is None:
             security = dask.config.get("runners.security")
-        return cls(per_job=security is True and carries_credentials)
+        return cls(per_job=security is True and carries_credentials, made=made)
 
     def for_scheduler(self) -> tuple[Security | None, JobCredentials | None]:
         """On the scheduler rank: the ``Security`` to serve with, and the credentials to publish."""
         if self.given is not None or not self.per_job:
             return self.given, None
         prepare_to_accept_tls()
-        credentials = JobCredentials.generate()
+        credentials = self.made or JobCredentials.generate()
         return credentials.security(), credentials
 
     def for_contact(self, contact) -> Security | None:
