@@ -60,6 +60,8 @@ class ControlChannel:
         self.ready: asyncio.Future[dict] = loop.create_future()
         self.lease = lease
         self._pong: asyncio.Future | None = None
+        #: Quiets this rank's worker when the scheduler asks (set by :class:`StreamMembership`).
+        self.quiet = None
         self._listener = asyncio.ensure_future(self._listen())
         self._heartbeat = asyncio.ensure_future(self._beat(lease / 4))
 
@@ -129,6 +131,8 @@ class ControlChannel:
                     self.stopped.set_result(order)
                 elif op == "pong" and self._pong is not None and not self._pong.done():
                     self._pong.set_result(True)
+                elif op == "quiet" and self.quiet is not None:
+                    asyncio.ensure_future(self._quiet_and_say_so())
         except asyncio.TimeoutError:  # before OSError: on Python 3.11 it is one
             self.link.abort()
             why = (
@@ -142,6 +146,13 @@ class ControlChannel:
                 await self._stream_ended()
             else:
                 self._lost(self._connection_lost)
+
+    async def _quiet_and_say_so(self) -> None:
+        await self.quiet()
+        try:
+            await self.link.write({"op": "quieted"})
+        except (CommClosedError, OSError):
+            pass  # the stream is gone; the stop order will not come either
 
     def _patience(self) -> float:
         """How long to wait for the next message: a lease, or a quarter lease while the worker starts."""
@@ -283,6 +294,14 @@ def refused(error: BaseException | None) -> bool:
     return False
 
 
+async def quiet(worker) -> None:
+    """Quiet ``worker`` through its plugin that can (:class:`~dask_runners.services.quiesce.QuietExit`)."""
+    for plugin in list(worker.plugins.values()):
+        if hasattr(plugin, "quiesce"):
+            await plugin.quiesce(worker)
+            return
+
+
 class StreamMembership(WorkerPlugin):
     """Carries a worker rank's control channel on its worker's stream.
 
@@ -303,6 +322,7 @@ class StreamMembership(WorkerPlugin):
         worker.startup_information[MEMBERSHIP] = lambda _: membership
         worker.stream_handlers[STREAM_OP] = link.deliver
         link.attach(worker.batched_stream.send)
+        self.channel.quiet = lambda: quiet(worker)
 
     async def teardown(self, worker) -> None:
         link = self.channel.link

@@ -75,6 +75,8 @@ class _Member:
     #: The name of the rank's Dask worker, if it runs one.
     worker: str | int | None = None
     left: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    #: Set when the rank says its worker is quiet (see :mod:`dask_runners.services.quiesce`).
+    quieted: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     #: The longest time the rank said nothing, in seconds (to choose a lease from).
     longest_silence: float = 0.0
 
@@ -190,6 +192,11 @@ class ClusterControl(SchedulerPlugin):
         if member is not None:
             member.link.end()
 
+    @property
+    def members_on_streams(self) -> dict[str, _Member]:
+        """The members linked through their worker's stream, by worker address."""
+        return dict(self._streams)
+
     def _on_stream_message(self, message: dict, worker: str | None = None, **kwargs) -> None:
         member = self._streams.get(worker)
         if member is not None:
@@ -223,6 +230,8 @@ class ClusterControl(SchedulerPlugin):
                     self.request_close(message["exit_code"], message["reason"])
                 elif message.get("op") == "ping":
                     await link.write({"op": "pong"})
+                elif message.get("op") == "quieted":
+                    member.quieted.set()
                 elif message.get("op") == "leave":  # its worker closes by itself; the rank lives on
                     left_on_purpose = True
                     break

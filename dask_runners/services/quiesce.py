@@ -119,17 +119,37 @@ async def _until(condition, deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def quiesce_workers(scheduler, deadline: float) -> None:
+async def _first(*waits) -> None:
+    """Return when the first of ``waits`` (coroutines) returns; cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def quiesce_workers(scheduler, deadline: float, on_streams=None) -> None:
     """Quiet every worker of ``scheduler`` at once, within ``deadline`` seconds.
 
     Only workers that carry :class:`QuietExit` are asked (a worker that
     joined from elsewhere has no handler to answer). A worker that is gone
     or closing is skipped quietly: the stop order that follows deals with it.
+    ``on_streams`` maps the addresses of workers whose rank's control channel
+    rides on the worker's stream to that rank's member: those are asked on
+    the stream; the others (a nanny's worker) over a connection of the
+    scheduler's.
     """
+    on_streams = on_streams or {}
 
     async def quiet(address: str) -> None:
+        member = on_streams.get(address)
         try:
-            await getattr(scheduler.rpc(address), QUIESCE)()
+            if member is not None:
+                await member.link.write({"op": "quiet"})
+                await _first(member.quieted.wait(), member.left.wait())  # a rank that left has nothing to quiet
+            else:
+                await getattr(scheduler.rpc(address), QUIESCE)()
         except (CommClosedError, OSError, ValueError, KeyError) as e:
             logger.debug("scheduler rank: could not quiet the worker at %s: %s", address, e)
 
@@ -173,4 +193,4 @@ class QuiescingControl(ClusterControl):
 
     async def quiet_workers(self) -> None:
         if self.quiet and self.exit_code == 0 and not self.client_lost:
-            await quiesce_workers(self.scheduler, self.shutdown_timeout / 2)
+            await quiesce_workers(self.scheduler, self.shutdown_timeout / 2, self.members_on_streams)
