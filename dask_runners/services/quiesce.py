@@ -17,7 +17,9 @@ transfer (its status becomes ``closing_gracefully``, as when distributed
 retires a worker, so the scheduler sends it nothing more), its heartbeat
 stops and the beat in flight is awaited, and the transfers in flight to and
 from it are awaited. Each wait has the deadline it is given; a worker that
-cannot be reached is left to the stop order.
+cannot be reached is left to the stop order. The request travels on the
+worker rank's control channel, on the worker's own stream; only a nanny's
+worker is asked over a connection the scheduler opens to it.
 """
 
 from __future__ import annotations
