@@ -83,8 +83,10 @@ class ControlChannel:
         """A worker rank's channel on its worker's stream; give :attr:`plugin` to the worker.
 
         The rank joins when its worker registers with the scheduler. Until
-        then, every quarter lease it asks the scheduler whether it is still
-        there, so that a worker waiting to start does not outlive it.
+        then, once a lease it asks the scheduler whether it is still there,
+        so that a worker waiting to start does not outlive it. (Not more
+        often: in a join storm of thousands of ranks, the scheduler is busy
+        with registrations, and every question costs it a TLS handshake.)
         """
         return cls(StreamLink(), address, lease, "worker", rank, connection_args)
 
@@ -112,7 +114,7 @@ class ControlChannel:
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(self.link.read(), self._patience())
+                    message = await asyncio.wait_for(self.link.read(), self.lease)
                 except asyncio.TimeoutError:
                     if self.joined.done():
                         raise
@@ -154,10 +156,6 @@ class ControlChannel:
         except (CommClosedError, OSError):
             pass  # the stream is gone; the stop order will not come either
 
-    def _patience(self) -> float:
-        """How long to wait for the next message: a lease, or a quarter lease while the worker starts."""
-        return self.lease / 4 if self.link_is_stream and not self.joined.done() else self.lease
-
     @property
     def _connection_lost(self) -> str:
         return (
@@ -188,11 +186,13 @@ class ControlChannel:
         """The scheduler's answer to :data:`~dask_runners.control.STANDING`, or ``None`` if it gives none.
 
         Gives up at once when nothing listens at the address (the scheduler
-        rank's process is gone), else after a quarter lease.
+        rank's process is gone), else after a quarter lease. The first try
+        gives a busy scheduler a second for the handshake: a try abandoned
+        sooner would cost it a handshake for nothing.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease / 4
-        attempt = 0.05
+        attempt = min(1.0, self.lease / 4)
         while True:
             try:
                 comm = await connect(self.address, timeout=attempt, **self.connection_args)
