@@ -171,7 +171,7 @@ class ControlChannel:
         """
         if self.stopped.done() or not self.joined.done() or not self.link.broken:
             return
-        standing = await self._ask_standing()
+        standing = await self._ask_standing(first_try=0.05)  # most likely, nothing listens any more
         if standing is None:
             self._lost(self._connection_lost)
         elif standing["dropped"]:
@@ -182,17 +182,19 @@ class ControlChannel:
         elif not self.stopped.done():
             self.stopped.set_result(StopOrder(standing["exit_code"], standing["reason"], standing["client_lost"]))
 
-    async def _ask_standing(self) -> dict | None:
+    async def _ask_standing(self, first_try: float = 1.0) -> dict | None:
         """The scheduler's answer to :data:`~dask_runners.control.STANDING`, or ``None`` if it gives none.
 
-        Gives up at once when nothing listens at the address (the scheduler
-        rank's process is gone), else after a quarter lease. The first try
-        gives a busy scheduler a second for the handshake: a try abandoned
-        sooner would cost it a handshake for nothing.
+        Gives up when a try finds nothing listening at the address (the
+        scheduler rank's process is gone), else after a quarter lease. Each
+        try lasts twice the one before, from ``first_try`` seconds: a second
+        by default, since a try abandoned sooner costs a busy scheduler a
+        handshake for nothing; a refused connection ends a try only at its
+        end (distributed tries again until then).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease / 4
-        attempt = min(1.0, self.lease / 4)
+        attempt = min(first_try, self.lease / 4)
         while True:
             try:
                 comm = await connect(self.address, timeout=attempt, **self.connection_args)

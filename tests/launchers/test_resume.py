@@ -48,7 +48,11 @@ def whole_lines(output):
     """The indices of every line in the output directory; every line must be whole once the map is done."""
     indices = []
     for path in sorted(output.glob("shard-*")):
-        for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # a finished shard's .partial file, renamed since the glob
+            continue
+        for line in data.splitlines(keepends=True):
             if line.endswith(b"\n"):
                 indices.append(json.loads(line)["index"])
     return indices

@@ -17,7 +17,7 @@ from dask.distributed import Client
 from dask_runners import {runner}, parallel_for
 
 def setup():
-    print("SETUP pid", os.getpid(), flush=True)
+    os.write(1, f"SETUP pid {{os.getpid()}}\\n".encode())  # one write: two workers' lines must not interleave
     return {{"pid": os.getpid(), "offset": 100}}
 
 def shift(item, *, pid, offset):
