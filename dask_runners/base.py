@@ -40,8 +40,7 @@ from .at_exit import close_at_exit
 from .callbacks import outcome
 from .config import Timeouts
 from .channel import ControlChannel
-from .unreachable import cancel_pending
-from .unreachable import policy as unreachable_policy
+from .unreachable import cancel_pending, policy as unreachable_policy
 from .exceptions import ClusterStoppedError, DiscoveryTimeoutError, JobInterrupted
 from .exit_status import exit_status
 from .launchers import launch_facts
@@ -429,6 +428,8 @@ class BaseRunner(SyncMethodMixin):
                 return await serving
             hosted = asyncio.ensure_future(serving)  # closes after the client code, as the last rank leaves
         else:
+            if role is Role.worker and self._worker_spec().runs_in_process:
+                tls.prepare_worker()
             discovered = self._carrier.discover()
             self.contact = await self._within_discovery_deadline(discovered, f"waiting for {self._carrier.describe()}")
             self.security = tls.for_contact(self.contact)

@@ -130,10 +130,12 @@ def prepare_to_accept_tls() -> None:
 
     The first time a tornado server accepts a TLS connection in a process,
     tornado builds its default client context, which loads the system's
-    certificate store: CPU work on the scheduler's event loop, just as the
-    workers connect (the benchmarks page has the cost). OpenSSL loads the store without the GIL, so
-    a thread does it beside the scheduler's own start. The scheduler rank
-    calls this; the context itself goes unused (the job's own are used).
+    certificate store: CPU work on the event loop of the scheduler just as the
+    workers connect, and of a worker just as the client fetches its first
+    result (the benchmarks page has the cost). OpenSSL loads the store
+    without the GIL, so a thread does it beside the scheduler's start, or
+    while a worker rank waits for the scheduler's address. The context
+    itself goes unused (the job's own are used).
     """
     defaults = getattr(tornado.netutil, "_client_ssl_defaults", None)
     if callable(defaults):
@@ -183,6 +185,11 @@ class TLSChoice:
         prepare_to_accept_tls()
         credentials = self.made or JobCredentials.generate()
         return credentials.security(), credentials
+
+    def prepare_worker(self) -> None:
+        """On a worker rank whose worker runs in this process, before it learns the scheduler's address."""
+        if self.per_job or self.given is not None:
+            prepare_to_accept_tls()
 
     def for_contact(self, contact) -> Security | None:
         """On the other ranks: the ``Security`` to reach the scheduler of ``contact`` with."""

@@ -37,6 +37,11 @@ def rank_start() -> None:
     )
 
 
+def ready() -> None:
+    """The floors: this rank has done what every implementation must do first."""
+    emit(ready=time.time())
+
+
 def first_result() -> None:
     emit(first_result=time.time())
 
