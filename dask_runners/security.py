@@ -34,6 +34,8 @@ import dask.config
 import tornado.netutil
 from distributed import Security
 
+from .sizing import owns_a_core
+
 logger = logging.getLogger(__name__)
 
 SUBJECT = "dask-runners job"
@@ -186,9 +188,14 @@ class TLSChoice:
         credentials = self.made or JobCredentials.generate()
         return credentials.security(), credentials
 
-    def prepare_worker(self) -> None:
-        """On a worker rank whose worker runs in this process, before it learns the scheduler's address."""
-        if self.per_job or self.given is not None:
+    def prepare_worker(self, job) -> None:
+        """On a worker rank whose worker runs in this process, before it waits for the scheduler's address.
+
+        Only where the rank has a CPU of its own (``job``'s ranks on the node
+        do not outnumber its CPUs): the thread then runs on it while the rank
+        waits; on an oversubscribed node it would slow the ranks still starting.
+        """
+        if (self.per_job or self.given is not None) and owns_a_core(job):
             prepare_to_accept_tls()
 
     def for_contact(self, contact) -> Security | None:

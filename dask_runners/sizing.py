@@ -147,6 +147,22 @@ def node_share(job=None, environ: Mapping[str, str] | None = None, *, affinity: 
     return NodeShare(memory // ranks, max(nthreads, 1), memory, source, ranks)
 
 
+def owns_a_core(job=None, environ: Mapping[str, str] | None = None, *, affinity: set[int] | None = None,
+                machine_cpus: int | None = None) -> bool:
+    """Whether the launch has a CPU for each of its ranks on this node (it is not oversubscribed).
+
+    Work a rank does in a thread while it waits is then free: it runs on the
+    rank's own CPU. On an oversubscribed node it takes CPU from ranks still starting.
+    """
+    env = os.environ if environ is None else environ
+    ranks = max(getattr(job, "local_world_size", None) or 1, 1)
+    cpus = len(os.sched_getaffinity(0) if affinity is None else affinity)
+    on_node = env.get("SLURM_CPUS_ON_NODE", "")
+    if on_node.isdigit() and int(on_node) > 0:
+        cpus = max(cpus, int(on_node))
+    return ranks <= min(cpus, machine_cpus or os.cpu_count() or cpus)
+
+
 def _mebibytes(value: str | None) -> int | None:
     """A Slurm memory size in MiB (``4000``, or with a unit: ``4000M``, ``4G``), or ``None``."""
     if not value:
