@@ -18,7 +18,6 @@ __version__ = "0.1.0"
 _HOMES = {
     "BaseRunner": "base",
     "Timeouts": "config",
-    "load_defaults": "config",
     "JobContext": "job",
     "current_job": "launchers",
     "MPIRunner": "mpi_runner",
@@ -59,7 +58,7 @@ _HOMES = {
     },
 }
 
-__all__ = sorted(name for name in _HOMES if name != "load_defaults")
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str):

@@ -133,8 +133,7 @@ def node_share(job=None, environ: Mapping[str, str] | None = None, *, affinity: 
     ranks = max(getattr(job, "local_world_size", None) or 1, 1)
     mask = len(os.sched_getaffinity(0) if affinity is None else affinity)
     machine = machine_cpus or os.cpu_count() or mask
-    on_node = env.get("SLURM_CPUS_ON_NODE", "")
-    slurm_cpus = int(on_node) if on_node.isdigit() and int(on_node) > 0 else None
+    slurm_cpus = _slurm_cpus_on_node(env)
     allotted = min(machine, slurm_cpus or machine)
     nthreads = min(mask, allotted // ranks)
     cpus_per_task = getattr(job, "cpus_per_task", None)
@@ -156,11 +155,14 @@ def owns_a_core(job=None, environ: Mapping[str, str] | None = None, *, affinity:
     """
     env = os.environ if environ is None else environ
     ranks = max(getattr(job, "local_world_size", None) or 1, 1)
-    cpus = len(os.sched_getaffinity(0) if affinity is None else affinity)
-    on_node = env.get("SLURM_CPUS_ON_NODE", "")
-    if on_node.isdigit() and int(on_node) > 0:
-        cpus = max(cpus, int(on_node))
+    cpus = max(len(os.sched_getaffinity(0) if affinity is None else affinity), _slurm_cpus_on_node(env) or 0)
     return ranks <= min(cpus, machine_cpus or os.cpu_count() or cpus)
+
+
+def _slurm_cpus_on_node(env: Mapping[str, str]) -> int | None:
+    """``SLURM_CPUS_ON_NODE``, the CPUs Slurm gave the job on this node, when it is set to a count."""
+    on_node = env.get("SLURM_CPUS_ON_NODE", "")
+    return int(on_node) if on_node.isdigit() and int(on_node) > 0 else None
 
 
 def _mebibytes(value: str | None) -> int | None:
