@@ -46,7 +46,8 @@ import os
 import dask
 import dask_runners
 leaked = sorted(key for key in dask.config.config if key.startswith("runners_"))
-print("RANK", os.environ["RUNNERS_RANK"], "LEAKED", leaked, dask_runners.current_job().launcher, flush=True)
+line = f"RANK {os.environ['RUNNERS_RANK']} LEAKED {leaked} {dask_runners.current_job().launcher}\\n"
+os.write(1, line.encode())  # one write: the ranks' lines must not interleave
 """)
     # Variables of the old scheme in this environment (CI's, a developer's) would leak by themselves.
     old_scheme = {name: None for name in os.environ if re.match(r"DASK_RUNNERS_[A-Z]", name)}
