@@ -597,8 +597,7 @@ class BaseRunner(SyncMethodMixin):
         finally:
             self._release_process()
             self._notify("on_completed", status=status, error=error)
-        if exc is None:  # a failure the body never saw (no signal handler could interrupt it)
-            self.state.raise_failure_once()
+        self.state.raise_failure_unseen_by(exc)  # a failure the body never saw, or saw too late
         return False
 
     async def __aenter__(self) -> BaseRunner:
@@ -611,8 +610,7 @@ class BaseRunner(SyncMethodMixin):
             await self._close_cluster(exc)
         finally:
             self._notify("on_completed", status=status, error=error)
-        if exc is None:  # a failure the body never saw (no signal handler could interrupt it)
-            self.state.raise_failure_once()
+        self.state.raise_failure_unseen_by(exc)  # a failure the body never saw, or saw too late
         return False
 
     def __await__(self):

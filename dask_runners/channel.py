@@ -230,12 +230,17 @@ class ControlChannel:
     async def scheduler_answers(self) -> bool:
         """Whether the scheduler answers a ping within a quarter lease (and has not said stop).
 
-        On a worker's stream that has ended, the answer is what the
-        scheduler said when the stream ended.
+        On a worker's stream that the scheduler's end closed, the answer is
+        what the scheduler said when the stream ended. On one this end
+        closed (the worker closed, perhaps because its scheduler vanished
+        before the stream showed it), the scheduler is asked over a
+        connection of its own.
         """
         if self.link_is_stream and self.link.ended:
             await asyncio.wait([self._listener])
-            return not self.stopped.done()
+            if self.stopped.done() or self.link.broken:
+                return not self.stopped.done()
+            return await self._ask_standing(first_try=0.05) is not None
         if self.stopped.done():
             return False
         self._pong = asyncio.get_running_loop().create_future()

@@ -72,3 +72,25 @@ class RankState:
             self.failure_raised = True
             self.status = Status.closing
             raise self.failure
+
+    def raise_failure_unseen_by(self, exc: BaseException | None) -> None:
+        """Raise :attr:`failure` when the client code ended without meeting it.
+
+        The code may end with another error first: distributed cancels the
+        client's futures when it loses the scheduler, so ``future.result()``
+        can raise ``FutureCancelledError`` before the handler delivers the
+        failure, or the handler may run inside distributed's clean-up, which
+        swallows it. The failure is then raised from the code's error.
+        """
+        if exc is None:
+            self.raise_failure_once()
+            return
+        seen = exc
+        while seen is not None:
+            if seen is self.failure:
+                return
+            seen = seen.__context__
+        if self.failure is not None:
+            self.failure_raised = True
+            self.status = Status.closing
+            raise self.failure from exc

@@ -1,0 +1,32 @@
+"""A worker rank's control channel on its worker's stream, once the stream has ended."""
+
+import asyncio
+import socket
+
+import pytest
+
+from dask_runners.channel import ControlChannel
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
+
+
+def address_nothing_listens_at() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def test_a_stream_the_worker_closed_after_its_scheduler_vanished_is_no_sign_the_scheduler_answers():
+    """distributed's worker can close on a broken scheduler connection before the stream shows it
+    broken; the rank must then find the scheduler gone (exit 1), not take it for a worker that
+    closed by itself (exit 0)."""
+    channel = ControlChannel.through_worker(address_nothing_listens_at(), 2, {}, lease=8.0)
+    channel.joined.set_result(None)
+    channel.link.end(broken=False)  # this end closed it, as the worker's teardown does
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await channel.scheduler_answers() is False
+    # a refused connection ends the question after its first try of 50 ms: 0.050 s here (2026-12-03),
+    # far below the quarter lease (2 s)
+    assert loop.time() - started < 1.0
+    await channel.close()
