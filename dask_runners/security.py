@@ -25,7 +25,6 @@ documentation for binding or tunnelling it.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 import ssl
 import threading
@@ -34,6 +33,7 @@ import dask.config
 import tornado.netutil
 from distributed import Security
 
+from .certificate import self_signed
 from .sizing import owns_a_core
 
 logger = logging.getLogger(__name__)
@@ -54,35 +54,9 @@ class JobCredentials:
 
     @classmethod
     def generate(cls, valid_days: int = 30) -> JobCredentials:
-        """Make a new P-256 key and a self-signed certificate."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SUBJECT)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))  # clocks differ a little
-            .not_valid_after(now + datetime.timedelta(days=valid_days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("dask-runners")]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        return cls(
-            certificate=certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            key=key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ).decode(),
-        )
+        """Make a new P-256 key and a self-signed certificate (:func:`~dask_runners.certificate.self_signed`)."""
+        certificate, key = self_signed(SUBJECT, valid_days)
+        return cls(certificate=certificate, key=key)
 
     def security(self):
         """A ``distributed.Security`` that requires TLS with these credentials."""
