@@ -2,6 +2,8 @@
 
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import dask
@@ -10,7 +12,7 @@ import pytest
 from dask_runners.dashboard import Dashboard, scheduler_dashboard_options, worker_dashboard_options
 from dask_runners.logs import configure_rank_logging, parse_level, terminal_levels
 from dask_runners.roles import Role
-from dask_runners.services.client import ready_line
+from dask_runners.services.client import ready_line, since_launch
 from dask_runners.transport import Contact
 from dask_runners.transport.owned_files import UntrustedFile, append_privately
 
@@ -95,6 +97,17 @@ def test_the_ready_line_says_what_the_cluster_is_and_how_to_reach_its_dashboard(
     )
     summary.update(workers=1, nodes=1)
     assert ready_line(summary, 1, Dashboard("node1", "0.0.0.0", 8787)).endswith("1 worker, 28 threads, 14.00 GiB on 1 node; dashboard http://node1:8787/status")
+
+
+def test_the_ready_line_counts_from_the_process_start_to_the_clock_tick():
+    """The start-up time in the ready line is the process's own, not off by up to a second."""
+    code = "import time; time.sleep(0.3); from dask_runners.services.client import since_launch; print(since_launch())"
+    before = time.monotonic()
+    reported = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    elapsed = time.monotonic() - before
+    # the child slept 0.3 s and cannot have lived longer than the parent watched it (plus a tick, 10 ms)
+    assert 0.3 <= reported <= elapsed + 0.011, (reported, elapsed)
+    assert 0 <= since_launch()
 
 
 def test_the_dashboard_listens_on_loopback_unless_asked_otherwise():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import psutil
@@ -173,8 +174,20 @@ class ClientSession:
 
 
 def since_launch() -> float:
-    """Seconds since this process started."""
-    return time.time() - psutil.Process().create_time()
+    """Seconds since this process started, to the clock tick (10 ms).
+
+    psutil's ``create_time`` adds the start, in clock ticks since boot, to
+    the boot time, which Linux gives in whole seconds: it can be a second
+    off. On Linux the start is read from ``/proc/self/stat`` and compared
+    with the clock that counts from boot.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):  # not Linux
+        return time.time() - psutil.Process().create_time()
 
 
 def ready_line(summary: dict, seconds: float, dashboard: Dashboard | None = None) -> str:
