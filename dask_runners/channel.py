@@ -234,13 +234,17 @@ class ControlChannel:
         what the scheduler said when the stream ended. On one this end
         closed (the worker closed, perhaps because its scheduler vanished
         before the stream showed it), the scheduler is asked over a
-        connection of its own.
+        connection of its own; if nothing answers, the scheduler is lost
+        (:attr:`stopped` raises :class:`~dask_runners.SchedulerLostError`).
         """
         if self.link_is_stream and self.link.ended:
             await asyncio.wait([self._listener])
             if self.stopped.done() or self.link.broken:
                 return not self.stopped.done()
-            return await self._ask_standing(first_try=0.05) is not None
+            if await self._ask_standing(first_try=0.05) is None:
+                self._lost(self._connection_lost)
+                return False
+            return True
         if self.stopped.done():
             return False
         self._pong = asyncio.get_running_loop().create_future()

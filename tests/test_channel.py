@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from dask_runners.channel import ControlChannel
+from dask_runners.exceptions import SchedulerLostError
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -26,6 +27,12 @@ async def test_a_stream_the_worker_closed_after_its_scheduler_vanished_is_no_sig
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await channel.scheduler_answers() is False
+    # the same end as when the channel notices first: the rank logs one message, whichever saw it
+    lost = channel.stopped.exception()
+    assert isinstance(lost, SchedulerLostError) and str(lost) == (
+        f"lost the connection to the scheduler at {channel.address} without being told to stop: "
+        "the scheduler rank exited or was killed"
+    )
     # a refused connection ends the question after its first try of 50 ms: 0.050 s here (2026-12-03),
     # far below the quarter lease (2 s)
     assert loop.time() - started < 1.0
