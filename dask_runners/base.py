@@ -461,7 +461,8 @@ class BaseRunner(SyncMethodMixin):
         channel = await self._join(Role.worker) if joins else None
         gpu = (lambda: pin_gpu(self.job, self.rank, self.state.log_prefix)) if self.pin_gpus else None
         service = WorkerService(
-            self.state, self._worker_spec(), Hooks(self), self._notify, self.timeouts.shutdown, gpu
+            self.state, self._worker_spec(), Hooks(self), self._notify, self.timeouts.shutdown, gpu,
+            rank_logging=not self._asynchronous,
         )
         return await service.serve(self.contact.address, self.security, channel)
 

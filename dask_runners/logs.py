@@ -32,6 +32,7 @@ from pathlib import Path
 
 import dask.config
 from distributed.core import Status
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from .config import user_path
 from .roles import Role
@@ -104,6 +105,39 @@ def configure_rank_logging(role: Role, rank, *, level=None, directory=None) -> P
             named.addHandler(file_handler)
         named.setLevel(min(shown, logging.INFO) if file_handler is not None else shown)
     return log_file
+
+
+class RankLogging(WorkerPlugin):
+    """Sets up the logging of a nanny's worker process as its rank's (:func:`configure_rank_logging`).
+
+    The process is a new one, whose ``import distributed`` set its logging
+    up from the dask config before any plugin runs; :func:`nanny_child_environ`
+    gives it the rank's line format and levels for those first lines.
+    """
+
+    name = "dask-runners-rank-logging"
+
+    def __init__(self, rank):
+        self.rank = rank
+
+    def setup(self, worker) -> None:
+        configure_rank_logging(Role.worker, self.rank)
+
+
+def nanny_child_environ(rank) -> dict:
+    """dask config under which a nanny spawns its worker process with the rank's log format and levels.
+
+    ``distributed.nanny.pre-spawn-environ`` is set in the environment the
+    process starts with, so its ``import distributed`` reads it; variables the
+    user put there win.
+    """
+    levels = terminal_levels(Role.worker, dask.config.get("runners.logging.level"))
+    environ = {
+        "DASK_DISTRIBUTED__ADMIN__LOG_FORMAT": line_format(rank),
+        "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": logging.getLevelName(levels[DISTRIBUTED]).lower(),
+    }
+    given = dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}
+    return {"distributed.nanny.pre-spawn-environ": {**environ, **given}}
 
 
 def _terminal_handler() -> logging.Handler:

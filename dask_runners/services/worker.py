@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 
+import dask.config
 from distributed import Nanny, Worker
 from distributed.core import Status
 from distributed.utils import import_term
@@ -25,7 +26,7 @@ from ..control import StopOrder
 from ..exceptions import SchedulerLostError, ShutdownTimeoutError
 from ..dashboard import worker_dashboard_options
 from ..job import visible_gpus
-from ..logs import CancelledOnPurpose, attach, detach
+from ..logs import CancelledOnPurpose, RankLogging, attach, detach, nanny_child_environ
 from ..sizing import node_share
 from ..state import RankState
 from .quiesce import QuietExit
@@ -224,15 +225,22 @@ class WorkerService:
         How long the worker may take to close.
     pin_gpu : callable or None
         Called before the worker is made, to choose its GPU.
+    rank_logging : bool
+        Whether the rank set its logging up (:func:`~dask_runners.logs.configure_rank_logging`);
+        a nanny's worker process then logs as the rank does.
     """
 
-    def __init__(self, state: RankState, spec: WorkerSpec, hooks, notify, shutdown_timeout: float, pin_gpu=None):
+    def __init__(
+        self, state: RankState, spec: WorkerSpec, hooks, notify, shutdown_timeout: float, pin_gpu=None,
+        rank_logging: bool = False,
+    ):
         self.state = state
         self.spec = spec
         self.hooks = hooks
         self.notify = notify
         self.shutdown_timeout = shutdown_timeout
         self.pin_gpu = pin_gpu
+        self.rank_logging = rank_logging
 
     async def serve(self, address: str, security, channel: ControlChannel | None) -> int:
         """Make the worker, serve, close it; return the rank's exit status."""
@@ -245,8 +253,7 @@ class WorkerService:
         if self.pin_gpu is not None:
             self.pin_gpu()
         try:
-            carried = [channel.plugin] if channel is not None and channel.link_is_stream else []
-            server = self.spec.make(address, await self.hooks.get_worker_name(), security, carried)
+            server = await self._make(address, security, channel)
             state.stop_service = lambda: close_server(server, f"dask-runners: {state.log_prefix} received a signal")
             started = await self._start_unless_stopped(server, channel)
         except Exception as e:
@@ -303,6 +310,14 @@ class WorkerService:
         finally:
             detach(cancelled)
         return False
+
+    async def _make(self, address: str, security, channel: ControlChannel | None):
+        carried = [channel.plugin] if channel is not None and channel.link_is_stream else []
+        name = await self.hooks.get_worker_name()
+        if not self.rank_logging or self.spec.runs_in_process:
+            return self.spec.make(address, name, security, carried)
+        with dask.config.set(nanny_child_environ(self.state.rank)):  # read as the nanny is made
+            return self.spec.make(address, name, security, [*carried, RankLogging(self.state.rank)])
 
     async def _serve_until_stopped(self, server, channel: ControlChannel | None) -> int:
         finished = asyncio.ensure_future(server.finished())

@@ -62,3 +62,23 @@ def test_one_config_key_brings_the_full_log_back_to_the_terminal(job_dir):
     ranks = {int(m.group(1)) for line in result.stderr.splitlines() if (m := RANKED.match(line))}
     assert ranks == set(range(16)), result.report()
     assert result.stderr.count("Start worker at:") == 14, result.report()
+
+
+NANNY_SCRIPT = SCRIPT.replace("SLURMRunner()", 'SLURMRunner(worker_class="distributed.Nanny")')
+
+
+def test_a_nannys_worker_process_logs_as_its_rank_does(job_dir):
+    """The worker process a nanny spawns is new: it must get the rank's format, levels and file too."""
+    logs = job_dir / "logs"
+    script = write_script(job_dir, NANNY_SCRIPT)
+    env = {**os.environ, "DASK_RUNNERS__LOGGING__DIRECTORY": str(logs)}
+    result = launch(["srun", "-n", "4", PYTHON, str(script)], job_dir, env=env)
+    result.assert_clean_success()
+    lines = (result.stdout + result.stderr).splitlines()
+    # the terminal: the ready line only, no worker process's INFO block, every line with its rank
+    assert len(lines) <= 3 and all(RANKED.match(line) for line in lines), result.report()
+    for rank in (2, 3):
+        text = (logs / f"rank-{rank}.log").read_text()
+        # the nanny's own lines and, once the worker process's plugins run, the worker's
+        assert f" - rank {rank} - distributed.nanny - INFO - " in text, text
+        assert f" - rank {rank} - distributed.worker - INFO -         Registered to:" in text, text
