@@ -124,21 +124,27 @@ class SignalPolicy:
     def handle(self, signum: int, frame) -> None:
         """Runs on the main thread when one of :attr:`signums` arrives."""
         state = self.state
-        if state.role is Role.client:
-            state.raise_failure_once()
-        if signum == self.preemption_signal and self.on_preemption is not None:
+        exit_code = self.exit_code(signum)
+        preempted = signum == self.preemption_signal and self.on_preemption is not None
+        # Atomic against the loop thread (ClientSession._on_cluster_stopped): either a failure
+        # it noted is raised here, or it sees that this signal already interrupts the code.
+        with state.interrupting:
+            if state.role is Role.client:
+                state.raise_failure_once()
+            interrupts = not preempted and state.role is Role.client and state.status is Status.running
+            if interrupts:
+                state.signal_received, state.signal_exit = signum, exit_code  # for a script with no `with`
+        if preempted:
             if state.role is Role.client:
                 self.on_preemption()
             return  # on other ranks: the client's callback decides what happens
-        exit_code = self.exit_code(signum)
-        if state.role is Role.client and state.status is Status.running:
+        if interrupts:
             logger.warning(
                 "%s: received %s; interrupting the client code and shutting the cluster down (exit code %d)",
                 state.log_prefix,
                 signal_name(signum),
                 exit_code,
             )
-            state.signal_received, state.signal_exit = signum, exit_code  # for a script with no `with`
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             raise JobInterrupted(signum, exit_code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 
 from distributed.core import Status
@@ -45,6 +46,10 @@ class RankState:
         Whether :attr:`failure` has reached the client code.
     shutdown_requested : bool
         On the client rank: the shutdown has begun.
+    interrupting : threading.RLock
+        Held while the signal handler decides whether a signal interrupts
+        the client code, and while the event loop thread decides whether a
+        stopped cluster must: one of them interrupts it, once.
     """
 
     def __init__(self, rank: int | None = None):
@@ -59,6 +64,7 @@ class RankState:
         self.failure: BaseException | None = None
         self.failure_raised = False
         self.shutdown_requested = False
+        self.interrupting = threading.RLock()  # a handler may run again inside itself: reentrant
 
     @property
     def log_prefix(self) -> str:

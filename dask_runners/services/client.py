@@ -91,8 +91,8 @@ class ClientSession:
     def _on_cluster_stopped(self, stopped: asyncio.Future) -> None:
         """The cluster stopped: a failure if the client code did not ask for it."""
         state = self.state
-        if state.shutdown_requested or state.signal_received is not None or stopped.cancelled():
-            return  # asked for, or the same signal reached every rank and already interrupted the code
+        if stopped.cancelled():
+            return
         if stopped.exception() is not None:
             failure = stopped.exception()
         elif stopped.result().exit_code != 0:
@@ -100,8 +100,11 @@ class ClientSession:
             failure = ClusterStoppedError(order.reason, order.exit_code)
         else:
             return  # closed on purpose, as by Client.shutdown()
+        with state.interrupting:  # see SignalPolicy.handle
+            if state.shutdown_requested or state.signal_received is not None:
+                return  # asked for, or the same signal reached every rank and already interrupted the code
+            state.failure = failure
         logger.error("%s: %s; interrupting the client code", state.log_prefix, failure)
-        state.failure = failure
         # Client(runner) closes instead of reconnecting once the runner is
         # closing, cancelling its futures. With a handler on the main thread,
         # the handler says closing as it raises the failure, so that the
