@@ -1,9 +1,16 @@
 """The client rank's failure reaches the client code exactly once, however late it comes."""
 
-import pytest
+import asyncio
+import signal
 
-from dask_runners.exceptions import SchedulerLostError
+import pytest
 from distributed.core import Status
+
+from dask_runners.control import StopOrder
+from dask_runners.exceptions import ClusterStoppedError, JobInterrupted, SchedulerLostError
+from dask_runners.roles import Role
+from dask_runners.services.client import ClientSession
+from dask_runners.signals import SignalPolicy
 from dask_runners.state import RankState
 
 
@@ -51,3 +58,43 @@ def test_no_failure_leaves_the_code_error_alone():
     state = RankState(rank=1)
     state.raise_failure_unseen_by(None)
     state.raise_failure_unseen_by(ValueError("the code's own"))
+
+
+# -- a signal and a stopped cluster: one of them interrupts the client code, once ----------
+
+
+def running_client() -> RankState:
+    state = RankState(rank=1)
+    state.role, state.status = Role.client, Status.running
+    return state
+
+
+def stopped_by_the_scheduler() -> asyncio.Future:
+    loop = asyncio.new_event_loop()
+    stopped = loop.create_future()
+    loop.close()
+    stopped.set_result(StopOrder(143, "the scheduler rank received a signal"))
+    return stopped
+
+
+# The handler and the loop thread decide under RankState.interrupting, so these two orders are
+# the only outcomes; before, the loop thread could look between the handler's check and its note
+# (a script without `with` then printed the cluster's error as it exited).
+
+
+def test_a_signal_first_leaves_the_stopped_cluster_nothing_to_raise():
+    state, woken = running_client(), []
+    policy = SignalPolicy(state, preemption_signal=None)
+    with pytest.raises(JobInterrupted):
+        policy.handle(signal.SIGTERM, None)
+    ClientSession(state, None, 1.0, lambda: woken.append(True) or True)._on_cluster_stopped(stopped_by_the_scheduler())
+    assert state.failure is None and woken == []  # no second error, no SIGINT during the unwinding
+
+
+def test_a_stopped_cluster_first_is_what_the_signal_raises():
+    state, woken = running_client(), []
+    ClientSession(state, None, 1.0, lambda: woken.append(True) or True)._on_cluster_stopped(stopped_by_the_scheduler())
+    assert isinstance(state.failure, ClusterStoppedError) and woken == [True]
+    with pytest.raises(ClusterStoppedError):
+        SignalPolicy(state, preemption_signal=None).handle(signal.SIGINT, None)  # the wake-up itself
+    assert state.signal_received is None
