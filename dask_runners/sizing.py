@@ -130,7 +130,7 @@ def node_share(job=None, environ: Mapping[str, str] | None = None, *, affinity: 
     The keyword arguments stand in for what is read from the machine (for tests).
     """
     env = os.environ if environ is None else environ
-    ranks = max(getattr(job, "local_world_size", None) or 1, 1)
+    ranks = _ranks_on_node(job)
     mask = len(os.sched_getaffinity(0) if affinity is None else affinity)
     machine = machine_cpus or os.cpu_count() or mask
     slurm_cpus = _slurm_cpus_on_node(env)
@@ -154,9 +154,14 @@ def owns_a_core(job=None, environ: Mapping[str, str] | None = None, *, affinity:
     rank's own CPU. On an oversubscribed node it takes CPU from ranks still starting.
     """
     env = os.environ if environ is None else environ
-    ranks = max(getattr(job, "local_world_size", None) or 1, 1)
+    ranks = _ranks_on_node(job)
     cpus = max(len(os.sched_getaffinity(0) if affinity is None else affinity), _slurm_cpus_on_node(env) or 0)
     return ranks <= min(cpus, machine_cpus or os.cpu_count() or cpus)
+
+
+def _ranks_on_node(job) -> int:
+    """How many of the launch's ranks share this node (1 when ``job`` does not say)."""
+    return max(getattr(job, "local_world_size", None) or 1, 1)
 
 
 def _slurm_cpus_on_node(env: Mapping[str, str]) -> int | None:

@@ -75,9 +75,7 @@ class RankState:
     def raise_failure_once(self) -> None:
         """Raise :attr:`failure` if the client code has not seen it yet; the rank is closing then."""
         if self.failure is not None and not self.failure_raised:
-            self.failure_raised = True
-            self.status = Status.closing
-            raise self.failure
+            raise self._deliver_failure()
 
     def raise_failure_unseen_by(self, exc: BaseException | None) -> None:
         """Raise :attr:`failure` when the client code ended without meeting it.
@@ -97,6 +95,10 @@ class RankState:
                 return
             seen = seen.__context__
         if self.failure is not None:
-            self.failure_raised = True
-            self.status = Status.closing
-            raise self.failure from exc
+            raise self._deliver_failure() from exc
+
+    def _deliver_failure(self) -> BaseException:
+        """:attr:`failure`, noted as reaching the client code; the rank is closing then."""
+        self.failure_raised = True
+        self.status = Status.closing
+        return self.failure
