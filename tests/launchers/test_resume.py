@@ -1,6 +1,7 @@
 """A map killed three ways resumes, and its output holds every result exactly once."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -100,8 +101,13 @@ def test_sigterm_sigkill_of_the_client_and_scontrol_requeue_all_resume_exactly_o
         subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
         # Slurm makes a requeued job eligible only two minutes later (measured: 121 s); start it now.
         wait_for(lambda: job_state(job_id) == "PENDING", 30, "the job to be requeued")
+        # slurmd refuses a launch whose credential carries the same second as the revocation of the
+        # instance before it ("Job credential revoked", and the job ends with exit 1): start it a
+        # whole second later.
+        time.sleep(math.ceil(time.time()) + 1 - time.time())
         subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, capture_output=True)
-        wait_for(lambda: "FINISHED" in log.read_text(), 120, "the requeued job to finish")
+        wait_for(lambda: "FINISHED" in log.read_text(), 120, "the requeued job to finish",
+                 lambda: f"job {job_id} is {job_state(job_id)}; its output:\n{log.read_text()}")
         wait_for(lambda: job_state(job_id) == "COMPLETED", 30, "the job to complete")
     finally:
         subprocess.run(["scancel", job_id], capture_output=True)
@@ -124,11 +130,11 @@ def job_state(job_id):
     return match.group(1) if match else None
 
 
-def wait_for(condition, seconds, what):
+def wait_for(condition, seconds, what, observed=lambda: ""):
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
+            pytest.fail(f"timed out after {seconds} s waiting for {what}; {observed()}")
         time.sleep(0.2)
 
 
