@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 OURS = "dask_runners"
 DISTRIBUTED = "distributed"
+#: The libraries under distributed, whose rare messages (an error inside the
+#: event loop, a future whose error nobody read) would otherwise reach the
+#: terminal without a rank through Python's last-resort handler.
+UNDERNEATH = ("asyncio", "tornado")
 #: distributed's own default level for its logger, which ``auto`` lowers to WARNING.
 DISTRIBUTED_DEFAULT = "info"
 
@@ -69,9 +73,9 @@ def terminal_levels(role: Role, setting) -> dict[str, int]:
         ours = logging.INFO if role in (Role.scheduler, Role.client) else logging.WARNING
         configured = dask.config.get("distributed.logging.distributed", DISTRIBUTED_DEFAULT)
         theirs = logging.WARNING if str(configured).lower() == DISTRIBUTED_DEFAULT else parse_level(configured)
-        return {OURS: ours, DISTRIBUTED: theirs}
+        return {OURS: ours, DISTRIBUTED: theirs, **dict.fromkeys(UNDERNEATH, logging.WARNING)}
     level = parse_level(setting)
-    return {OURS: level, DISTRIBUTED: level}
+    return {OURS: level, DISTRIBUTED: level, **dict.fromkeys(UNDERNEATH, level)}
 
 
 def configure_rank_logging(role: Role, rank, *, level=None, directory=None) -> Path | None:
@@ -84,8 +88,6 @@ def configure_rank_logging(role: Role, rank, *, level=None, directory=None) -> P
     directory = dask.config.get("runners.logging.directory") if directory is None else directory
     levels = terminal_levels(role, setting)
     formatter = logging.Formatter(line_format(rank))
-    terminal = _terminal_handler()
-    terminal.setFormatter(formatter)
     log_file, file_handler = None, None
     if directory:
         log_file, file_handler = _file_handler(user_path(directory), rank, formatter)
@@ -97,7 +99,9 @@ def configure_rank_logging(role: Role, rank, *, level=None, directory=None) -> P
         for handler in named.handlers:  # distributed's own stream handler
             handler.setFormatter(formatter)
             handler.setLevel(shown)
-        if name == OURS:
+        if name != DISTRIBUTED:  # distributed has a handler of its own
+            terminal = _terminal_handler()
+            terminal.setFormatter(formatter)
             terminal.setLevel(shown)
             named.addHandler(terminal)
             named.propagate = False

@@ -1,5 +1,7 @@
 """Per-rank logging, the ready line and the dashboard's address: the parts without a launcher."""
 
+import asyncio
+import gc
 import logging
 import os
 import subprocess
@@ -22,11 +24,12 @@ NOBODY = 65534
 @pytest.mark.parametrize("role, ours", [(Role.scheduler, logging.INFO), (Role.client, logging.INFO),
                                         (Role.worker, logging.WARNING)])
 def test_auto_keeps_the_worker_ranks_and_distributed_quiet(role, ours):
-    assert terminal_levels(role, "auto") == {"dask_runners": ours, "distributed": logging.WARNING}
+    assert terminal_levels(role, "auto") == {"dask_runners": ours, "distributed": logging.WARNING,
+                                             "asyncio": logging.WARNING, "tornado": logging.WARNING}
 
 
 def test_a_level_name_sets_every_logger_of_every_rank():
-    assert terminal_levels(Role.worker, "debug") == {"dask_runners": logging.DEBUG, "distributed": logging.DEBUG}
+    assert set(terminal_levels(Role.worker, "debug").values()) == {logging.DEBUG}
 
 
 def test_a_distributed_level_the_user_chose_is_kept():
@@ -41,7 +44,7 @@ def test_an_unknown_level_names_the_choices():
 
 @pytest.fixture
 def restore_logging():
-    names = ("dask_runners", "distributed")
+    names = ("dask_runners", "distributed", "asyncio", "tornado")
     saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
                  [(h, h.level, h.formatter) for h in logging.getLogger(n).handlers]) for n in names}
     yield
@@ -65,6 +68,21 @@ def test_a_rank_writes_its_full_log_to_its_own_private_file(tmp_path, restore_lo
     assert " - rank 7 - dask_runners.x - WARNING - a warning" in text
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert oct((tmp_path / "logs").stat().st_mode & 0o777) == "0o700"
+
+
+def test_an_error_inside_the_event_loop_says_its_rank(restore_logging, capfd):
+    """asyncio's own messages (here the one a lost future's error gives) carry the rank like every line."""
+    configure_rank_logging(Role.client, 5, level="auto", directory=None)
+
+    async def lose_an_error():
+        asyncio.get_running_loop().create_future().set_exception(TimeoutError("Timeout"))
+
+    asyncio.run(lose_an_error())
+    gc.collect()
+    lines = capfd.readouterr().err.splitlines()
+    assert [line.split(" - ", 1)[1] for line in lines if " - " in line] == [
+        "rank 5 - asyncio - ERROR - Future exception was never retrieved"
+    ], lines
 
 
 def test_a_planted_log_file_is_refused_and_the_rank_logs_to_the_terminal(tmp_path, restore_logging, caplog):
