@@ -230,17 +230,18 @@ class ControlChannel:
     async def scheduler_answers(self) -> bool:
         """Whether the scheduler answers a ping within a quarter lease (and has not said stop).
 
-        On a worker's stream that the scheduler's end closed, the answer is
-        what the scheduler said when the stream ended. On one this end
-        closed (the worker closed, perhaps because its scheduler vanished
-        before the stream showed it), the scheduler is asked over a
+        On a worker's stream that has ended, the answer is what the scheduler
+        said when the stream ended. If it said nothing (this end closed the
+        stream, perhaps because its scheduler vanished before the stream
+        showed it, or the stream broke before the scheduler's first word to a
+        worker that had only just registered), the scheduler is asked over a
         connection of its own; if nothing answers, the scheduler is lost
         (:attr:`stopped` raises :class:`~dask_runners.SchedulerLostError`).
         """
         if self.link_is_stream and self.link.ended:
             await asyncio.wait([self._listener])
-            if self.stopped.done() or self.link.broken:
-                return not self.stopped.done()
+            if self.stopped.done():
+                return False
             if await self._ask_standing(first_try=0.05) is None:
                 self._lost(self._connection_lost)
                 return False

@@ -37,3 +37,15 @@ async def test_a_stream_the_worker_closed_after_its_scheduler_vanished_is_no_sig
     # far below the quarter lease (2 s)
     assert loop.time() - started < 1.0
     await channel.close()
+
+
+async def test_a_stream_the_scheduler_broke_before_its_first_word_is_no_sign_the_scheduler_answers():
+    """A worker that had only just registered when its scheduler was killed: the stream broke
+    before any control message came (the channel had not joined). The rank must find the
+    scheduler gone (exit 1), not take it for a worker that closed by itself (exit 0)."""
+    channel = ControlChannel.through_worker(address_nothing_listens_at(), 3, {}, lease=8.0)
+    channel.link.end(broken=True)  # the scheduler's end closed it, and nothing had come on it
+    assert await channel.scheduler_answers() is False
+    lost = channel.stopped.exception()
+    assert isinstance(lost, SchedulerLostError) and "the scheduler rank exited or was killed" in str(lost)
+    await channel.close()

@@ -174,6 +174,7 @@ def test_a_killed_shared_rank_ends_its_workers_with_a_failure(job_dir):
     assert ended == {0: "Killed", 1: "Exited with exit code 1", 2: "Exited with exit code 1"}, result.report()
     for rank in (1, 2):
         assert f"worker rank {rank}: lost the connection to the scheduler" in result.stderr, result.report()
-    # "within a second or two": 0.11-0.16 s from the kill to srun's return in 3 runs (2026-12-02)
-    assert timing("shared rank killed: srun returned", result.after_signal) < 1.5, result.report()
+    # "within a second or two": 0.13-0.37 s from the kill to srun's return in 31 runs (2026-12-03),
+    # and 1.59 s once in a full CI run, where one worker rank took 1.5 s to conclude
+    assert timing("shared rank killed: srun returned", result.after_signal) < 2.0, result.report()
     assert result.leftovers == [], result.report()
