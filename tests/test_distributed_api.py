@@ -7,14 +7,16 @@ changes one of these fails here, by name, rather than as a slower or broken
 cluster.
 """
 
+import asyncio
 import ssl
 
 import pytest
 import tornado.netutil
-from distributed import Scheduler, Worker
+from distributed import Client, Scheduler, Worker
 
 from dask_runners.security import JobCredentials
 from dask_runners.services.client import wait_for_workers
+from dask_runners.services.departures import stop_senders_of_closed_clients
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,3 +49,20 @@ async def test_waiting_for_the_workers_of_a_scheduler_the_runner_did_not_start()
     async with Scheduler(host="127.0.0.1", dashboard=False) as scheduler:
         async with Worker(scheduler.address, name="w1", nthreads=1):
             await wait_for_workers(scheduler.address, {}, 1, timeout=30, ours=False)
+
+
+@pytest.mark.asyncio
+async def test_the_batched_senders_of_closed_clients_stop_and_leave_no_timer():
+    """``stop_senders_of_closed_clients`` reads ``Client._instances``, ``Client.scheduler_comm``
+    and the ``BatchedSend``'s ``please_stop``, ``abort()`` and ``stopped``. ``Client.close`` leaves
+    the sender running when the scheduler's end closed first; a timer it leaves pending as the
+    loop stops can end as "Future exception was never retrieved" at exit."""
+    async with Scheduler(host="127.0.0.1", dashboard=False) as scheduler:
+        async with Client(scheduler.address, asynchronous=True) as client:
+            pass  # its goodbye travels on the batched stream
+        sender = client.scheduler_comm
+        await stop_senders_of_closed_clients()
+        assert sender.please_stop and sender.stopped.is_set()
+        loop = asyncio.get_running_loop()
+        pending = [h for h in loop._scheduled if not h.cancelled() and "with_timeout" in repr(h._args)]
+        assert pending == []

@@ -25,7 +25,7 @@ from ..control import WAIT_FOR_WORKERS
 from ..dashboard import Dashboard
 from ..exceptions import ClusterStoppedError, WorkersTimeoutError
 from ..state import RankState
-from .departures import WAIT_FOR_DEPARTURES, closed_clients
+from .departures import WAIT_FOR_DEPARTURES, closed_clients, stop_senders_of_closed_clients
 from .worker import ColocatedWorker
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class ClientSession:
         if self.colocated is not None:
             await self.colocated.close()
         if channel is None or state.shutdown_requested:
+            await stop_senders_of_closed_clients()
             state.status = Status.closed
             return
         state.shutdown_requested = True
@@ -137,6 +138,7 @@ class ClientSession:
         finally:
             await channel.close()
             await self._wait_for_hosted_scheduler()
+            await stop_senders_of_closed_clients()
             state.status = Status.closed
 
     async def _wait_for_departures(self) -> None:

@@ -20,6 +20,7 @@ has read what it sent last: the graphs, then the goodbye. Two things follow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -38,6 +39,33 @@ def closed_clients() -> list[str]:
     from distributed import Client
 
     return [client.id for client in list(Client._instances) if client.status == "closed"]
+
+
+async def stop_senders_of_closed_clients(timeout: float = 1.0) -> None:
+    """Stop the batched senders that the closed clients of this process left waiting.
+
+    ``Client.close`` does not close its batched stream when the scheduler
+    closed the connection first, which it does on reading the goodbye. The
+    stream's sender then waits out its send interval (10 ms) on a timer. If
+    the event loop stops in that window, the timer's ``TimeoutError`` can be
+    set and never read, and asyncio logs "Future exception was never
+    retrieved" as the process exits. Stopping those senders, and waiting
+    (within ``timeout``) until they have, leaves no such timer behind.
+    """
+    from distributed import Client
+
+    loop = asyncio.get_running_loop()
+    senders = []
+    for client in list(Client._instances):
+        sender = getattr(client, "scheduler_comm", None)
+        if client.status != "closed" or sender is None or sender.comm is None or sender.please_stop:
+            continue
+        if getattr(client.loop, "asyncio_loop", None) is loop:  # a client on another loop is not ours to touch
+            sender.abort()
+            senders.append(sender.stopped.wait())
+    if senders:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*senders), timeout)
 
 
 class DepartedClients(SchedulerPlugin):
