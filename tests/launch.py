@@ -114,6 +114,9 @@ def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()
     """
     launch_id = f"launch-{uuid.uuid4().hex}"
     environment = {**os.environ, **(env or {}), LAUNCH_ID_VARIABLE: launch_id}
+    srun = Path(str(argv[0])).name == "srun"
+    if srun:  # the job srun creates is named after the launch, for the scancel below
+        environment.setdefault("SLURM_JOB_NAME", launch_id)
     environment = {k: v for k, v in environment.items() if v is not None}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -150,6 +153,8 @@ def launch(argv, cwd: Path, env=None, timeout=LAUNCH_TIMEOUT, when=None, send=()
         stderr_chunks.append(f"\n[test harness: killed after {timeout} s]")
     seconds = time.perf_counter() - start
     end = time.perf_counter()
+    if srun and proc.returncode < 0:  # a killed srun leaves its job allocated until Slurm notices
+        subprocess.run(["scancel", "--name", environment.get("SLURM_JOB_NAME", launch_id)], capture_output=True, timeout=30)
     for reader in readers:
         reader.join(timeout=10)
     stdout, stderr = "".join(stdout_lines), "".join(stderr_chunks)
