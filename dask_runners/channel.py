@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from distributed.comm import connect
+from distributed.comm import connect, parse_address
+from distributed.comm.registry import get_backend
 from distributed.comm.core import CommClosedError
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -190,7 +191,9 @@ class ControlChannel:
         try lasts twice the one before, from ``first_try`` seconds: a second
         by default, since a try abandoned sooner costs a busy scheduler a
         handshake for nothing; a refused connection ends a try only at its
-        end (distributed tries again until then).
+        end (distributed tries again until then). A try that fails otherwise
+        is checked by one direct attempt (:func:`nothing_listens`), since
+        distributed reports only the error of its last attempt.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease / 4
@@ -203,7 +206,11 @@ class ControlChannel:
                 remaining = deadline - loop.time()
                 if refused(e) or remaining < 0.01:  # (a timeout of 0 would mean distributed's default)
                     return None
-                attempt = min(attempt * 2, remaining)
+                if await nothing_listens(self.address, self.connection_args, min(attempt, remaining)):
+                    return None
+                attempt = min(attempt * 2, deadline - loop.time())
+                if attempt < 0.01:
+                    return None
         try:
             await comm.write({"op": STANDING, "rank": self.rank, "reply": True})
             return await asyncio.wait_for(comm.read(), max(deadline - loop.time(), 0.1))
@@ -295,6 +302,26 @@ class ControlChannel:
         if not self.ready.done():
             self.ready.cancel()
         await self.link.close()
+
+
+async def nothing_listens(address: str, connection_args: dict, timeout: float) -> bool:
+    """Whether one direct attempt to reach ``address`` within ``timeout`` is refused.
+
+    distributed's ``connect`` tries again until its deadline and reports only
+    its last attempt's error. On a loaded node that is often an attempt cut
+    short by the deadline (a timeout), though every attempt before it was
+    refused. One attempt of the address's own connector says it plainly. A
+    connection that succeeds is closed at once; the scheduler logs at INFO
+    that it closed before its handshake.
+    """
+    scheme, location = parse_address(address)
+    connector = get_backend(scheme).get_connector()
+    try:
+        comm = await asyncio.wait_for(connector.connect(location, deserialize=False, **connection_args), timeout)
+    except (OSError, asyncio.TimeoutError) as e:
+        return refused(e)
+    comm.abort()
+    return False
 
 
 def refused(error: BaseException | None) -> bool:

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from dask_runners.channel import ControlChannel
+from dask_runners.channel import ControlChannel, nothing_listens
 from dask_runners.exceptions import SchedulerLostError
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
@@ -49,3 +49,13 @@ async def test_a_stream_the_scheduler_broke_before_its_first_word_is_no_sign_the
     lost = channel.stopped.exception()
     assert isinstance(lost, SchedulerLostError) and "the scheduler rank exited or was killed" in str(lost)
     await channel.close()
+
+
+async def test_a_direct_attempt_tells_a_refused_address_from_a_listening_one():
+    """``nothing_listens`` is what a try of ``_ask_standing`` falls back on when distributed's
+    ``connect`` reports a timeout: its last attempt cut short, on a loaded node."""
+    from distributed import Scheduler
+
+    assert await nothing_listens(address_nothing_listens_at(), {}, 1.0) is True
+    async with Scheduler(host="127.0.0.1", dashboard=False) as scheduler:
+        assert await nothing_listens(scheduler.address, {}, 5.0) is False
