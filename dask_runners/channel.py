@@ -197,20 +197,19 @@ class ControlChannel:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease / 4
-        attempt = min(first_try, self.lease / 4)
+        attempt = first_try
         while True:
+            remaining = deadline - loop.time()
+            if remaining < 0.01:  # (a timeout of 0 would mean distributed's default)
+                return None
+            attempt = min(attempt, remaining)
             try:
                 comm = await connect(self.address, timeout=attempt, **self.connection_args)
                 break
             except OSError as e:
-                remaining = deadline - loop.time()
-                if refused(e) or remaining < 0.01:  # (a timeout of 0 would mean distributed's default)
+                if refused(e) or await nothing_listens(self.address, self.connection_args, attempt):
                     return None
-                if await nothing_listens(self.address, self.connection_args, min(attempt, remaining)):
-                    return None
-                attempt = min(attempt * 2, deadline - loop.time())
-                if attempt < 0.01:
-                    return None
+                attempt *= 2
         try:
             await comm.write({"op": STANDING, "rank": self.rank, "reply": True})
             return await asyncio.wait_for(comm.read(), max(deadline - loop.time(), 0.1))

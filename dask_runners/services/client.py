@@ -120,12 +120,17 @@ class ClientSession:
 
     async def shutdown(self, exit_code: int, reason: str) -> None:
         """Shut the cluster down, workers first; wait until the scheduler confirms."""
+        try:
+            await self._stop_cluster(exit_code, reason)
+        finally:
+            await stop_senders_of_closed_clients()  # before the event loop stops
+            self.state.status = Status.closed
+
+    async def _stop_cluster(self, exit_code: int, reason: str) -> None:
         state, channel = self.state, self.channel
         if self.colocated is not None:
             await self.colocated.close()
         if channel is None or state.shutdown_requested:
-            await stop_senders_of_closed_clients()
-            state.status = Status.closed
             return
         state.shutdown_requested = True
         state.status = Status.closing
@@ -138,8 +143,6 @@ class ClientSession:
         finally:
             await channel.close()
             await self._wait_for_hosted_scheduler()
-            await stop_senders_of_closed_clients()
-            state.status = Status.closed
 
     async def _wait_for_departures(self) -> None:
         """Let the scheduler read the goodbyes of the clients the client code closed, within half the deadline.

@@ -60,9 +60,10 @@ async def stop_senders_of_closed_clients(timeout: float = 1.0) -> None:
         sender = getattr(client, "scheduler_comm", None)
         if client.status != "closed" or sender is None or sender.comm is None or sender.please_stop:
             continue
-        if getattr(client.loop, "asyncio_loop", None) is loop:  # a client on another loop is not ours to touch
-            sender.abort()
-            senders.append(sender.stopped.wait())
+        if getattr(client.loop, "asyncio_loop", None) is not loop:  # a client on another loop is not ours to touch
+            continue
+        sender.abort()
+        senders.append(sender.stopped.wait())
     if senders:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*senders), timeout)
