@@ -17,10 +17,12 @@ See bench/README.md for what each column means.
 from __future__ import annotations
 
 import argparse
+import atexit
 import compileall
 import csv
 import dataclasses
 import datetime
+import functools
 import hashlib
 import os
 import platform
@@ -62,7 +64,7 @@ class Impl:
     name: str
     launcher: Launcher
     script: str  # file name in bench/workloads/
-    family: str  # "ours", "ours-plain", "ours-base", "jobqueue", "dask-mpi" or "floor": what ratios compare
+    family: str  # "ours", "ours-plain", "ours-base", "jobqueue", "dask-mpi", "bare" or "floor": what ratios compare
     env: dict = dataclasses.field(default_factory=dict)
     min_ranks: int = 3  # a scheduler, a client and one worker; the floor runs on 1
     default: bool = True  # run unless --only picks otherwise
@@ -92,16 +94,21 @@ LAUNCHERS = {launcher.name: launcher for launcher in (SRUN, MPIRUN, SRUN_4NODE)}
 # Ours with TLS turned off through dask config, to measure what TLS costs.
 PLAIN_TCP = {"DASK_RUNNERS__SECURITY": "False"}
 
+# bare_tls.py under mpirun: every rank also calls MPI_Init, as the runners that use MPI do.
+BARE_MPI = {"BENCH_BARE_MPI": "1"}
+
 # The TLS-off variants measure what TLS costs; they run only when named with
 # --only, to keep the default sweep short.
 IMPLS = [
     Impl("ours_slurm", SRUN, "ours_slurm.py", "ours"),
     Impl("ours_slurm_plain", SRUN, "ours_slurm.py", "ours-plain", PLAIN_TCP, default=False),
     Impl("jobqueue_slurm", SRUN, "jobqueue_slurm.py", "jobqueue"),
+    Impl("bare_tls", SRUN, "bare_tls.py", "bare"),
     Impl("floor", SRUN, "floor.py", "floor", min_ranks=1),
     Impl("ours_mpi", MPIRUN, "ours_mpi.py", "ours"),
     Impl("ours_mpi_plain", MPIRUN, "ours_mpi.py", "ours-plain", PLAIN_TCP, default=False),
     Impl("daskmpi", MPIRUN, "daskmpi.py", "dask-mpi"),
+    Impl("bare_tls", MPIRUN, "bare_tls.py", "bare", BARE_MPI),
     Impl("floor", MPIRUN, "floor.py", "floor", min_ranks=1),
     Impl("floor_mpi", MPIRUN, "floor_mpi.py", "floor-mpi", min_ranks=1),
     Impl("ours_slurm", SRUN_4NODE, "ours_slurm.py", "ours"),
@@ -305,7 +312,7 @@ def run_once(
     which = f"r{repeat}" if repeat >= 0 else "warmup"
     run.log = f"{impl.launcher.name}-{impl.name}-n{ranks}-{which}"
     tag = uuid.uuid4().hex
-    env = {**os.environ, **source.env, **impl.launcher.env, **impl.env, TAG_VAR: tag}
+    env = {**os.environ, **source.env, **impl.launcher.env, **impl.env, **agreed_in_advance(impl), TAG_VAR: tag}
     timed_out, killed = False, 0
     with tempfile.TemporaryDirectory(prefix="dask-runners-bench-") as cwd:
         run.load1 = os.getloadavg()[0]
@@ -339,6 +346,33 @@ def run_once(
     (log_dir / f"{run.log}.err").write_text(stderr)
     fill_measurements(run, start, end, proc.returncode, timed_out, stdout, stderr)
     return run
+
+
+def agreed_in_advance(impl: Impl) -> dict:
+    """What bare_tls.py is given before its job starts: the scheduler's address and the TLS credentials."""
+    if impl.family != "bare":
+        return {}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {"BENCH_BARE_ADDRESS": f"tls://127.0.0.1:{port}", "BENCH_BARE_TLS": str(bare_credentials())}
+
+
+@functools.lru_cache(maxsize=1)
+def bare_credentials() -> Path:
+    """A private directory with one self-signed certificate (``ca.pem``, ``cert.pem``, ``key.pem``), made once."""
+    from distributed.security import Security
+
+    temporary = Security.temporary()
+    directory = Path(tempfile.mkdtemp(prefix="dask-runners-bench-tls-"))  # mode 0700
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    pems = {"ca.pem": temporary.tls_ca_file, "cert.pem": temporary.tls_scheduler_cert,
+            "key.pem": temporary.tls_scheduler_key}
+    for name, pem in pems.items():
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(pem)
+    return directory
 
 
 def _children_cpu() -> float:
@@ -633,7 +667,7 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
         ours = stats.get((launcher, ranks, by_family.get("ours")))
         floor = stats.get((launcher, ranks, "floor"), {}).get("wall")
         first_floor = first_result_floor(stats, launcher, ranks)
-        for family in ("ours-plain", "ours-base", "jobqueue", "dask-mpi"):
+        for family in ("ours-plain", "ours-base", "jobqueue", "dask-mpi", "bare"):
             other = stats.get((launcher, ranks, by_family.get(family)))
             if not ours or not other:
                 continue
@@ -651,7 +685,47 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
     return lines
 
 
-FAMILY_NAMES = {"ours-plain": "ours without TLS", "ours-base": "ours at --baseline"}
+FAMILY_NAMES = {"ours-plain": "ours without TLS", "ours-base": "ours at --baseline",
+                "bare": "bare distributed over TLS"}
+ANCHORS = ("jobqueue", "dask-mpi")
+
+
+def bare_table(stats: dict, impls: list[Impl]) -> list[str]:
+    """bare_tls against the anchor: what a runner's targets ask, beside what distributed alone needs."""
+    lines = [
+        "## The least distributed needs: bare_tls against the anchor",
+        "",
+        "bare_tls runs no runner: its address and TLS credentials are agreed before the job, so what "
+        "it takes is distributed's own bring-up of a TLS cluster, its one task and its teardown. "
+        "A target below its first result asks a runner to be faster than distributed alone.",
+        "",
+        "| launcher | ranks | first result: bare / anchor | 0.9 × anchor | first result: ours / bare "
+        "| whole run: bare / anchor | 0.85 × anchor | whole run: ours |",
+        "|---|---:|---|---:|---|---|---:|---:|",
+    ]
+    for launcher, ranks in sorted({(k[0], k[1]) for k in stats}):
+        by_family = {i.family: i.name for i in impls if i.launcher.name == launcher}
+        bare = stats.get((launcher, ranks, by_family.get("bare")))
+        ours = stats.get((launcher, ranks, by_family.get("ours")), {})
+        anchor = next((stats[key] for family in ANCHORS
+                       if (key := (launcher, ranks, by_family.get(family))) in stats), None)
+        if not bare or not anchor:
+            continue
+        lines.append(
+            f"| {launcher} | {ranks} "
+            f"| {_fmt(bare['first_result'])} / {_fmt(anchor['first_result'])} "
+            f"({_ratio(bare['first_result'], anchor['first_result'])}) "
+            f"| {_fmt(_times(0.9, anchor['first_result']))} "
+            f"| {_fmt(ours.get('first_result'))} / {_fmt(bare['first_result'])} "
+            f"({_ratio(ours.get('first_result'), bare['first_result'])}) "
+            f"| {_fmt(bare['wall'])} / {_fmt(anchor['wall'])} ({_ratio(bare['wall'], anchor['wall'])}) "
+            f"| {_fmt(_times(0.85, anchor['wall']))} | {_fmt(ours.get('wall'))} |"
+        )
+    return lines
+
+
+def _times(factor: float, value: float | None) -> float | None:
+    return None if value is None else factor * value
 
 
 def problems_list(runs: list[Run]) -> list[str]:
@@ -675,6 +749,7 @@ def summary_markdown(runs, impls, import_costs, source, args) -> str:
         header_lines(import_costs, runs, source, args),
         results_table(stats),
         ratio_table(stats, impls),
+        bare_table(stats, impls),
         problems_list(runs),
     ]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
@@ -714,10 +789,11 @@ METRICS = (
 )
 LABELS = {"ours": "dask_runners", "ours-plain": "dask_runners, TLS off", "ours-base": "dask_runners at --baseline",
           "jobqueue": "dask-jobqueue 0.9", "dask-mpi": "dask-mpi", "floor": "floor (import distributed)",
-          "floor-mpi": "MPI floor (and MPI_Init)"}
+          "floor-mpi": "MPI floor (and MPI_Init)", "bare": "bare distributed, TLS, agreed in advance"}
 STYLES = {"ours": ("C0", "o", "-"), "ours-plain": ("C0", "o", ":"), "ours-base": ("C2", "o", "--"),
           "jobqueue": ("C1", "s", "-"),
-          "dask-mpi": ("C3", "s", "-"), "floor": ("0.4", "^", "--"), "floor-mpi": ("0.6", "v", ":")}
+          "dask-mpi": ("C3", "s", "-"), "bare": ("C4", "D", "-."), "floor": ("0.4", "^", "--"),
+          "floor-mpi": ("0.6", "v", ":")}
 
 
 def plot(runs: list[Run], impls: list[Impl], out: Path, when: str) -> list[Path]:

@@ -1,0 +1,78 @@
+"""The least a runner must do: plain distributed over TLS, everything agreed before the job.
+
+No runner at all. bench/run.py picks the scheduler's address and writes the
+TLS credentials before it launches the job, and passes both in the
+environment (``BENCH_BARE_ADDRESS``, ``BENCH_BARE_TLS``). Rank 0 starts a
+``distributed.Scheduler`` on that address, rank 1 connects a ``Client`` and
+runs the standard workload, every other rank starts a ``distributed.Worker``
+at once (it retries until the scheduler listens). The client shuts the
+cluster down with ``Client.shutdown``.
+
+So this job makes no credentials, exchanges no address, and decides no role
+at run time: what is left is what distributed itself needs to bring up a
+TLS cluster and run one task. Under ``mpirun`` (``BENCH_BARE_MPI=1``) every
+rank also calls ``MPI_Init`` after the import, as every runner that finds
+its scheduler over MPI must.
+"""
+
+import _bench  # noqa: F401  (first: stamps the process start)
+
+import asyncio
+import os
+from pathlib import Path
+
+import distributed
+from distributed import Client, Scheduler, Worker
+from distributed.security import Security
+
+if os.environ.get("BENCH_BARE_MPI") == "1":
+    from mpi4py import MPI  # noqa: F401  (MPI_Init)
+
+RANK_VARS = ("SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+SIZE_VARS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def _first_of(names) -> int:
+    return int(next(os.environ[name] for name in names if name in os.environ))
+
+
+def _security() -> Security:
+    tls = Path(os.environ["BENCH_BARE_TLS"])
+    ca, cert, key = (str(tls / name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    return Security(
+        tls_ca_file=ca,
+        tls_scheduler_cert=cert, tls_scheduler_key=key,
+        tls_worker_cert=cert, tls_worker_key=key,
+        tls_client_cert=cert, tls_client_key=key,
+        require_encryption=True,
+    )
+
+
+async def _serve(make_server) -> None:
+    async with make_server() as server:  # made on the running loop, as distributed requires
+        await server.finished()
+
+
+def main() -> None:
+    address = os.environ["BENCH_BARE_ADDRESS"]
+    rank, size = _first_of(RANK_VARS), _first_of(SIZE_VARS)
+    security = _security()
+    if rank == 0:
+        host_port = address.removeprefix("tls://")
+        host, port = host_port.rsplit(":", 1)
+        asyncio.run(_serve(lambda: Scheduler(
+            host=host, port=int(port), protocol="tls", security=security, dashboard_address="127.0.0.1:0",
+        )))
+    elif rank == 1:
+        with Client(address, security=security) as client:
+            client.wait_for_workers(size - 2)
+            assert client.submit(lambda x: x + 1, 10).result() == 11
+            _bench.first_result()
+            _bench.body_exit()
+            client.shutdown()
+    else:
+        asyncio.run(_serve(lambda: Worker(address, security=security)))
+
+
+assert distributed  # imported first, as in every workload: the import is the floor
+main()
