@@ -4,9 +4,9 @@ No runner at all. bench/run.py picks the scheduler's address and writes the
 TLS credentials before it launches the job, and passes both in the
 environment (``BENCH_BARE_ADDRESS``, ``BENCH_BARE_TLS``). Rank 0 starts a
 ``distributed.Scheduler`` on that address, rank 1 connects a ``Client`` and
-runs the standard workload, every other rank starts a ``distributed.Worker``
-at once (it retries until the scheduler listens). The client shuts the
-cluster down with ``Client.shutdown``.
+runs the standard workload, every other rank builds a ``distributed.Worker``
+at once and starts it as soon as the scheduler accepts connections. The
+client shuts the cluster down with ``Client.shutdown``.
 
 So this job makes no credentials, exchanges no address, and decides no role
 at run time: what is left is what distributed itself needs to bring up a
@@ -48,9 +48,49 @@ def _security() -> Security:
     )
 
 
-async def _serve(make_server) -> None:
-    async with make_server() as server:  # made on the running loop, as distributed requires
-        await server.finished()
+async def _listening(address: str) -> None:
+    """Return once the scheduler accepts connections, tried every 2 ms.
+
+    distributed's own retries back off up to hundreds of milliseconds; a
+    runner's exchange tells each rank the moment the scheduler listens, and so
+    does this probe, at no cost worth the name.
+    """
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            await asyncio.sleep(0.002)
+            continue
+        writer.close()
+        return
+
+
+async def _scheduler(address: str, security: Security) -> None:
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    scheduler = Scheduler(
+        host=host, port=int(port), protocol="tls", security=security, dashboard_address="127.0.0.1:0"
+    )
+    async with scheduler:
+        await scheduler.finished()
+
+
+async def _worker(address: str, security: Security) -> None:
+    worker = Worker(address, security=security)  # built while the scheduler starts
+    await _listening(address)
+    async with worker:
+        await worker.finished()
+
+
+async def _client(address: str, security: Security, n_workers: int) -> None:
+    client = Client(address, security=security, asynchronous=True)
+    await _listening(address)
+    async with client:
+        await client.wait_for_workers(n_workers)
+        assert await client.submit(lambda x: x + 1, 10) == 11
+        _bench.first_result()
+        _bench.body_exit()
+        await client.shutdown()
 
 
 def main() -> None:
@@ -58,20 +98,11 @@ def main() -> None:
     rank, size = _first_of(RANK_VARS), _first_of(SIZE_VARS)
     security = _security()
     if rank == 0:
-        host_port = address.removeprefix("tls://")
-        host, port = host_port.rsplit(":", 1)
-        asyncio.run(_serve(lambda: Scheduler(
-            host=host, port=int(port), protocol="tls", security=security, dashboard_address="127.0.0.1:0",
-        )))
+        asyncio.run(_scheduler(address, security))
     elif rank == 1:
-        with Client(address, security=security) as client:
-            client.wait_for_workers(size - 2)
-            assert client.submit(lambda x: x + 1, 10).result() == 11
-            _bench.first_result()
-            _bench.body_exit()
-            client.shutdown()
+        asyncio.run(_client(address, security, size - 2))
     else:
-        asyncio.run(_serve(lambda: Worker(address, security=security)))
+        asyncio.run(_worker(address, security))
 
 
 assert distributed  # imported first, as in every workload: the import is the floor
