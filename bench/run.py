@@ -651,6 +651,14 @@ def first_result_floor(stats: dict, launcher: str, ranks: int) -> float | None:
     return None
 
 
+def points(stats: dict, impls: list[Impl]):
+    """``(launcher, ranks, {family: stats})`` for every point measured, in order."""
+    for launcher, ranks in sorted({(k[0], k[1]) for k in stats}):
+        names = {i.family: i.name for i in impls if i.launcher.name == launcher}
+        yield launcher, ranks, {family: stats[key] for family, name in names.items()
+                                if (key := (launcher, ranks, name)) in stats}
+
+
 def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
     lines = [
         "## Ours against the anchors (ratio of medians, < 1 means ours is faster; Δ = ours − anchor)",
@@ -662,13 +670,12 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
         "0.9 × anchor / floor (s) | teardown | teardown Δ (s) | floor wall |",
         "|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for launcher, ranks in sorted({(k[0], k[1]) for k in stats}):
-        by_family = {i.family: i.name for i in impls if i.launcher.name == launcher}
-        ours = stats.get((launcher, ranks, by_family.get("ours")))
+    for launcher, ranks, at in points(stats, impls):
+        ours = at.get("ours")
         floor = stats.get((launcher, ranks, "floor"), {}).get("wall")
         first_floor = first_result_floor(stats, launcher, ranks)
         for family in ("ours-plain", "ours-base", "jobqueue", "dask-mpi", "bare"):
-            other = stats.get((launcher, ranks, by_family.get(family)))
+            other = at.get(family)
             if not ours or not other:
                 continue
             lines.append(
@@ -677,7 +684,7 @@ def ratio_table(stats: dict, impls: list[Impl]) -> list[str]:
                 f"| {_diff(ours['wall'], other['wall'])} "
                 f"| {_ratio(ours['first_result'], other['first_result'])} "
                 f"| {_fmt(ours['first_result'])} / {_fmt(other['first_result'])} / "
-                f"{_fmt(None if other['first_result'] is None else 0.9 * other['first_result'])} / "
+                f"{_fmt(_times(0.9, other['first_result']))} / "
                 f"{_fmt(first_floor)} "
                 f"| {_ratio(ours['teardown'], other['teardown'])} "
                 f"| {_diff(ours['teardown'], other['teardown'])} | {_fmt(floor)} |"
@@ -703,12 +710,9 @@ def bare_table(stats: dict, impls: list[Impl]) -> list[str]:
         "| whole run: bare / anchor | 0.85 × anchor | whole run: ours |",
         "|---|---:|---|---:|---|---|---:|---:|",
     ]
-    for launcher, ranks in sorted({(k[0], k[1]) for k in stats}):
-        by_family = {i.family: i.name for i in impls if i.launcher.name == launcher}
-        bare = stats.get((launcher, ranks, by_family.get("bare")))
-        ours = stats.get((launcher, ranks, by_family.get("ours")), {})
-        anchor = next((stats[key] for family in ANCHORS
-                       if (key := (launcher, ranks, by_family.get(family))) in stats), None)
+    for launcher, ranks, at in points(stats, impls):
+        bare, ours = at.get("bare"), at.get("ours", {})
+        anchor = next((at[family] for family in ANCHORS if family in at), None)
         if not bare or not anchor:
             continue
         lines.append(

@@ -21,7 +21,7 @@ import asyncio
 import os
 from pathlib import Path
 
-import distributed
+import distributed  # noqa: F401  (first, as in every workload: the import is the floor)
 from distributed import Client, Scheduler, Worker
 from distributed.security import Security
 
@@ -48,6 +48,11 @@ def _security() -> Security:
     )
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    return host, int(port)
+
+
 async def _listening(address: str) -> None:
     """Return once the scheduler accepts connections, tried every 2 ms.
 
@@ -55,10 +60,9 @@ async def _listening(address: str) -> None:
     runner's exchange tells each rank the moment the scheduler listens, and so
     does this probe, at no cost worth the name.
     """
-    host, port = address.removeprefix("tls://").rsplit(":", 1)
     while True:
         try:
-            _, writer = await asyncio.open_connection(host, int(port))
+            _, writer = await asyncio.open_connection(*_host_port(address))
         except OSError:
             await asyncio.sleep(0.002)
             continue
@@ -67,9 +71,9 @@ async def _listening(address: str) -> None:
 
 
 async def _scheduler(address: str, security: Security) -> None:
-    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    host, port = _host_port(address)
     scheduler = Scheduler(
-        host=host, port=int(port), protocol="tls", security=security, dashboard_address="127.0.0.1:0"
+        host=host, port=port, protocol="tls", security=security, dashboard_address="127.0.0.1:0"
     )
     async with scheduler:
         await scheduler.finished()
@@ -105,5 +109,4 @@ def main() -> None:
         asyncio.run(_worker(address, security))
 
 
-assert distributed  # imported first, as in every workload: the import is the floor
 main()

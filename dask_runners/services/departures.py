@@ -34,11 +34,16 @@ logger = logging.getLogger(__name__)
 WAIT_FOR_DEPARTURES = "dask_runners_wait_for_departures"
 
 
-def closed_clients() -> list[str]:
-    """The ids of the closed ``distributed.Client`` objects of this process (still referenced)."""
+def _closed_instances() -> list:
+    """The closed ``distributed.Client`` objects of this process (still referenced)."""
     from distributed import Client
 
-    return [client.id for client in list(Client._instances) if client.status == "closed"]
+    return [client for client in list(Client._instances) if client.status == "closed"]
+
+
+def closed_clients() -> list[str]:
+    """The ids of the closed ``distributed.Client`` objects of this process (still referenced)."""
+    return [client.id for client in _closed_instances()]
 
 
 async def stop_senders_of_closed_clients(timeout: float = 1.0) -> None:
@@ -52,13 +57,11 @@ async def stop_senders_of_closed_clients(timeout: float = 1.0) -> None:
     retrieved" as the process exits. Stopping those senders, and waiting
     (within ``timeout``) until they have, leaves no such timer behind.
     """
-    from distributed import Client
-
     loop = asyncio.get_running_loop()
     senders = []
-    for client in list(Client._instances):
+    for client in _closed_instances():
         sender = getattr(client, "scheduler_comm", None)
-        if client.status != "closed" or sender is None or sender.comm is None or sender.please_stop:
+        if sender is None or sender.comm is None or sender.please_stop:
             continue
         if getattr(client.loop, "asyncio_loop", None) is not loop:  # a client on another loop is not ours to touch
             continue
