@@ -36,7 +36,7 @@ from distributed.core import Status
 from distributed.utils import LoopRunner, SyncMethodMixin
 from tornado.ioloop import IOLoop
 
-from .at_exit import close_at_exit
+from .at_exit import close_at_exit, collect_no_garbage_at_exit
 from .callbacks import outcome
 from .config import Timeouts
 from .channel import ControlChannel
@@ -652,6 +652,7 @@ class BaseRunner(SyncMethodMixin):
         otherwise it is logged, so that it never hides the code's own error.
         """
         reason = "the client code finished" if exc is None else f"the client code raised {type(exc).__name__}"
+        collect_no_garbage_at_exit()
         try:
             await self._shutdown(exit_status(exc), reason)
         except Exception as e:

@@ -242,3 +242,35 @@ def test_the_scheduler_rank_makes_the_credentials_before_mpi_init(job_dir, launc
     result.assert_clean_success()
     # once, on the scheduler rank, and before mpi4py.MPI was imported
     assert result.stdout.count("CREDENTIALS MADE [False]") == 1, result.report()
+
+
+EXIT_WITHOUT_COLLECTIONS = """
+import atexit
+import gc
+import sys
+
+from distributed import Client
+
+from dask_runners import MPIRunner
+
+# Registered first, so it runs last of the atexit handlers.
+atexit.register(lambda: print("FROZEN AT EXIT", gc.get_freeze_count() > 0, flush=True))
+unclosed = open(sys.argv[1], "w")
+
+with MPIRunner() as runner:
+    with Client(runner) as client:
+        assert client.submit(lambda x: x + 1, 1).result() == 2
+        unclosed.write("written by the client rank, never closed")
+"""
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_the_client_rank_exits_without_collecting_garbage_yet_flushes_its_files(job_dir, launcher, request):
+    """The client rank's exit, which the whole job waits for, skips the last garbage collections."""
+    prefix, env = request.getfixturevalue(launcher)
+    script = write_script(job_dir, EXIT_WITHOUT_COLLECTIONS)
+    written = job_dir / "unclosed.txt"
+    result = launch([*prefix, "3", PYTHON, script, str(written)], job_dir, env)
+    result.assert_clean_success()
+    assert result.stdout.count("FROZEN AT EXIT True") == 1, result.report()
+    assert written.read_text() == "written by the client rank, never closed"
