@@ -8,12 +8,19 @@ import json
 from ..config import backoff_delays
 from . import Contact, Transport
 
+#: Bytes in the first broadcast: a length and a contact with its credentials.
+FRAME = 4096
+
+#: Longest wait, in seconds, between two polls of a broadcast in progress.
+POLL_CAP = 0.002
+
 
 class BroadcastTransport(Transport):
     """Broadcast the contact from the scheduler's rank over ``comm``.
 
     The broadcast is non-blocking (``Ibcast``) and polled with backoff, so
-    the event loop keeps running while a rank waits. The credentials travel
+    the event loop keeps running while a rank waits. A contact fits in one
+    broadcast of :data:`FRAME` bytes. The credentials travel
     in memory and are never written to a file of ours.
 
     Parameters
@@ -51,19 +58,33 @@ class BroadcastTransport(Transport):
         return f"the scheduler address broadcast from MPI rank {self.root}"
 
     async def _broadcast(self, payload: bytes) -> bytes:
-        """Broadcast ``payload`` from the root, length first."""
+        """Broadcast ``payload`` from the root: one frame, and the rest if it does not fit.
+
+        The frame holds the length and the first :data:`FRAME` bytes less
+        eight, which a contact fits; every rank learns the length from it,
+        so all agree whether a second broadcast follows.
+        """
         from mpi4py import MPI
 
-        length = bytearray(len(payload).to_bytes(8, "little"))
-        await _completion(self.comm.Ibcast([length, MPI.BYTE], root=self.root))
-        size = int.from_bytes(length, "little")
-        buffer = bytearray(payload) if self.comm.Get_rank() == self.root else bytearray(size)
-        await _completion(self.comm.Ibcast([buffer, MPI.BYTE], root=self.root))
-        return bytes(buffer)
+        frame = bytearray(FRAME)
+        if self.comm.Get_rank() == self.root:
+            frame[:8] = len(payload).to_bytes(8, "little")
+            frame[8 : 8 + len(payload)] = payload[: FRAME - 8]
+        await _completion(self.comm.Ibcast([frame, MPI.BYTE], root=self.root))
+        size = int.from_bytes(frame[:8], "little")
+        if size <= FRAME - 8:
+            return bytes(frame[8 : 8 + size])
+        rest = bytearray(payload[FRAME - 8 :]) if self.comm.Get_rank() == self.root else bytearray(size - (FRAME - 8))
+        await _completion(self.comm.Ibcast([rest, MPI.BYTE], root=self.root))
+        return bytes(frame[8:]) + bytes(rest)
 
 
 async def _completion(request) -> None:
-    """Poll a non-blocking MPI request without blocking the event loop."""
-    delays = backoff_delays(first=0.001, factor=1.5, cap=0.01)
+    """Poll a non-blocking MPI request without blocking the event loop.
+
+    A non-blocking broadcast moves down its tree only as each rank polls,
+    so every level adds up to one polling interval: the cap is kept short.
+    """
+    delays = backoff_delays(first=0.0005, factor=1.5, cap=POLL_CAP)
     while not request.Test():
         await asyncio.sleep(next(delays))

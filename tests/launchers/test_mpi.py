@@ -78,6 +78,34 @@ def test_runner_detects_mpi_and_uses_the_broadcast(job_dir, launcher, request):
     assert "rank=1/4" in result.stdout
 
 
+BROADCASTS = """
+import asyncio
+import sys
+
+from mpi4py import MPI
+
+from dask_runners.transport.broadcast import FRAME, BroadcastTransport
+
+transport = BroadcastTransport(MPI.COMM_WORLD, root=2)
+root = MPI.COMM_WORLD.Get_rank() == 2
+for size in (0, 10, FRAME - 8, FRAME - 7, 100_000):
+    sent = bytes(i % 251 for i in range(size))
+    got = asyncio.run(transport._broadcast(sent if root else b""))
+    sys.stdout.write(f"BROADCAST {size} {got == sent}\\n")  # one write: lines of ranks do not interleave
+    sys.stdout.flush()
+"""
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_the_broadcast_carries_payloads_within_and_beyond_one_frame(job_dir, launcher, request):
+    """A contact fits in one broadcast; a longer payload follows in a second one, on every rank alike."""
+    prefix, env = request.getfixturevalue(launcher)
+    result = launch([*prefix, "4", PYTHON, write_script(job_dir, BROADCASTS)], job_dir, env)
+    result.assert_clean_success()
+    for size in (0, 10, 4088, 4089, 100_000):
+        assert result.stdout.count(f"BROADCAST {size} True") == 4, result.report()
+
+
 # -- the host exchange: runner.job and torch_distributed_env() under every MPI launcher ----------
 
 #: Every rank prints where it is and its torch environment, before the cluster starts
