@@ -36,12 +36,12 @@ busy but healthy rank is never declared dead.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import dask.config
 import yaml
@@ -126,8 +126,7 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Timeouts:
+class Timeouts(NamedTuple):
     """Deadlines, in seconds, for each kind of wait.
 
     Parameters

@@ -38,6 +38,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from typing import NamedTuple
 
 from distributed.comm.core import CommClosedError
 from distributed.core import Status
@@ -56,8 +57,7 @@ STANDING = "dask_runners_standing"
 MEMBERSHIP = "dask-runners"
 
 
-@dataclasses.dataclass(frozen=True)
-class StopOrder:
+class StopOrder(NamedTuple):
     """What the scheduler told a rank when the cluster stopped."""
 
     exit_code: int

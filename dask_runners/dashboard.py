@@ -14,8 +14,8 @@ in ``scheduler_options``) opens it to the network instead.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
+from typing import NamedTuple
 
 import dask.config
 
@@ -63,8 +63,7 @@ def worker_dashboard_options(options: dict) -> dict:
     return options
 
 
-@dataclasses.dataclass(frozen=True)
-class Dashboard:
+class Dashboard(NamedTuple):
     """Where a scheduler's dashboard listens.
 
     Attributes
@@ -109,7 +108,7 @@ class Dashboard:
 
     def to_dict(self) -> dict:
         """The dashboard as JSON-ready data."""
-        return dataclasses.asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Dashboard | None:

@@ -24,10 +24,10 @@ documentation for binding or tunnelling it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import ssl
 import threading
+from typing import NamedTuple
 
 import dask.config
 import tornado.netutil
@@ -41,8 +41,7 @@ logger = logging.getLogger(__name__)
 SUBJECT = "dask-runners job"
 
 
-@dataclasses.dataclass(frozen=True)
-class JobCredentials:
+class JobCredentials(NamedTuple):
     """The certificate and key every process of one job presents.
 
     The certificate is self-signed and is also the only certificate
@@ -68,7 +67,7 @@ class JobCredentials:
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict | None) -> JobCredentials | None:

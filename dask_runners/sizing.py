@@ -24,10 +24,10 @@ An explicit ``worker_options`` value always wins.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 
@@ -36,8 +36,7 @@ MIB = 1 << 20
 UNLIMITED_FLOOR = 1 << 60
 
 
-@dataclasses.dataclass(frozen=True)
-class NodeShare:
+class NodeShare(NamedTuple):
     """One rank's share of its node.
 
     Attributes

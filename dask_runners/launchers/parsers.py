@@ -8,9 +8,9 @@ the others add what the table cannot say.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from ..exceptions import LauncherEnvironmentError
 from ..hostlist import expand_hostlist, expand_tasks_per_node
@@ -49,8 +49,7 @@ def _unique(names) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-@dataclasses.dataclass(frozen=True)
-class _Allocation:
+class _Allocation(NamedTuple):
     """The batch allocation a launcher runs inside, if any."""
 
     job_id: str | None = None

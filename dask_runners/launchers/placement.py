@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from ..job import JobContext
 
@@ -63,8 +64,7 @@ _RECORD = struct.Struct(f"<{HOST_FIELD}sii")
 RECORD_SIZE = _RECORD.size
 
 
-@dataclasses.dataclass(frozen=True)
-class RankRecord:
+class RankRecord(NamedTuple):
     """What one rank contributes to the host exchange."""
 
     host: str
@@ -90,8 +90,7 @@ def decode_records(data: bytes) -> list[RankRecord]:
     return records
 
 
-@dataclasses.dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     """Where one rank sits, as the host names of all ranks imply."""
 
     hosts: tuple[str, ...]

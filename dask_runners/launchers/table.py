@@ -9,7 +9,7 @@ for messages and for choosing a runner.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 # Our own local launcher sets these for the processes it starts, and only we
 # read them. None starts with DASK_: dask would take it into its config.
@@ -24,8 +24,7 @@ LOCAL_SCHEDULER_FILE_VAR = "RUNNERS_SCHEDULER_FILE"
 LAUNCHER_VAR = "RUNNERS_LAUNCHER"
 
 
-@dataclasses.dataclass(frozen=True)
-class LauncherVariables:
+class LauncherVariables(NamedTuple):
     """Which variable holds each :class:`~dask_runners.job.JobContext` field, for one launcher.
 
     ``detect`` lists the variables that must all be set for the launcher to
@@ -131,8 +130,7 @@ LAUNCHER_VARIABLES: dict[str, LauncherVariables] = {
 
 
 
-@dataclasses.dataclass(frozen=True)
-class LaunchFacts:
+class LaunchFacts(NamedTuple):
     """How a launcher is typed and what it numbers, for messages and for choosing a runner.
 
     ``launch`` is the command line that starts ``{n}`` processes of a script;

@@ -21,14 +21,13 @@ and, under per-job TLS, the job's credentials) and every other rank
 from __future__ import annotations
 
 import abc
-import dataclasses
+from typing import NamedTuple
 
 from ..dashboard import Dashboard
 from ..security import JobCredentials
 
 
-@dataclasses.dataclass(frozen=True)
-class Contact:
+class Contact(NamedTuple):
     """How to reach a running scheduler: what the scheduler rank publishes.
 
     Attributes

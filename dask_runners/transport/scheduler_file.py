@@ -42,7 +42,6 @@ The file is also a valid distributed scheduler file:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ import socket
 import string
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from ..config import backoff_delays, user_path
 from ..exceptions import (
@@ -118,8 +118,7 @@ def scheduler_file_path(template, job, environ) -> Path:
     return Path(name).absolute()
 
 
-@dataclasses.dataclass(frozen=True)
-class FileState:
+class FileState(NamedTuple):
     """What one look at the scheduler file found.
 
     ``kind`` is ``"missing"``, ``"partial"`` (unreadable or incomplete JSON),
