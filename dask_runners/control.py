@@ -35,7 +35,6 @@ scheduler's ``before_close`` plugin hook whatever the reason for closing:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from typing import NamedTuple
@@ -67,18 +66,25 @@ class StopOrder(NamedTuple):
     client_lost: bool = False
 
 
-@dataclasses.dataclass
 class _Member:
-    rank: int | str
-    role: str
-    link: CommLink | StreamLink
-    #: The name of the rank's Dask worker, if it runs one.
-    worker: str | int | None = None
-    left: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    #: Set when the rank says its worker is quiet (see :mod:`dask_runners.services.quiesce`).
-    quieted: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    #: The longest time the rank said nothing, in seconds (to choose a lease from).
-    longest_silence: float = 0.0
+    """One rank that joined: how to reach it, and what it has said so far.
+
+    (A plain class: a dataclass costs every rank its code generation at import.)
+    """
+
+    __slots__ = ("rank", "role", "link", "worker", "left", "quieted", "longest_silence")
+
+    def __init__(self, rank: int | str, role: str, link: CommLink | StreamLink, worker: str | int | None = None):
+        self.rank = rank
+        self.role = role
+        self.link = link
+        #: The name of the rank's Dask worker, if it runs one.
+        self.worker = worker
+        self.left = asyncio.Event()
+        #: Set when the rank says its worker is quiet (see :mod:`dask_runners.services.quiesce`).
+        self.quieted = asyncio.Event()
+        #: The longest time the rank said nothing, in seconds (to choose a lease from).
+        self.longest_silence = 0.0
 
 
 class ClusterControl(SchedulerPlugin):
