@@ -12,7 +12,9 @@ from . import Contact, Transport
 FRAME = 4096
 
 #: Longest wait, in seconds, between two polls of a broadcast in progress.
-POLL_CAP = 0.002
+#: Shorter would move the broadcast faster, but at dozens of ranks per core
+#: the polls would take the CPU that the scheduler rank needs to start.
+POLL_CAP = 0.01
 
 
 class BroadcastTransport(Transport):
@@ -83,8 +85,8 @@ async def _completion(request) -> None:
     """Poll a non-blocking MPI request without blocking the event loop.
 
     A non-blocking broadcast moves down its tree only as each rank polls,
-    so every level adds up to one polling interval: the cap is kept short.
+    so every level adds up to one polling interval (see :data:`POLL_CAP`).
     """
-    delays = backoff_delays(first=0.0005, factor=1.5, cap=POLL_CAP)
+    delays = backoff_delays(first=0.001, factor=1.5, cap=POLL_CAP)
     while not request.Test():
         await asyncio.sleep(next(delays))
