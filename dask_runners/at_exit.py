@@ -16,8 +16,8 @@ lost during its last line) ends the process with that failure's status, as
 top level of the script ends the client rank with ``n``, but Python says so
 to no one, and the other ranks leave with 0.
 
-Once its cluster is closed, the client rank's interpreter also skips its
-last garbage collections (:func:`collect_no_garbage_at_exit`).
+The client rank's interpreter also skips its last garbage collections
+(:func:`collect_no_garbage_at_exit`), however its cluster closed.
 """
 
 from __future__ import annotations
@@ -36,9 +36,6 @@ logger = logging.getLogger(__name__)
 
 #: The exception that ended the script, seen by :data:`sys.excepthook`.
 _uncaught: BaseException | None = None
-
-#: Whether :func:`collect_no_garbage_at_exit` has registered its hook.
-_collections_skipped = False
 
 
 def close_at_exit(runner) -> None:
@@ -122,10 +119,10 @@ def collect_no_garbage_at_exit() -> None:
     run as before, and what the modules hold is freed as before when they
     are cleared. Only an object in a reference cycle at exit is not freed,
     and its ``__del__`` does not run, which Python does not promise either.
-    Called on the client rank when its cluster has closed; registers once
-    per process.
+    Called on the client rank as it starts, so that the hook is in place
+    before the interpreter exits: one registered while ``atexit`` handlers
+    run (a runner closed by :func:`close_at_exit`) would never run.
+    Registers once per process.
     """
-    global _collections_skipped
-    if not _collections_skipped:
-        _collections_skipped = True
-        atexit.register(gc.freeze)
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)

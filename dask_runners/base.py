@@ -467,6 +467,7 @@ class BaseRunner(SyncMethodMixin):
         return await service.serve(self.contact.address, self.security, channel)
 
     async def _start_client(self, hosted_scheduler: asyncio.Task | None) -> None:
+        collect_no_garbage_at_exit()
         channel = await self._join(Role.client) if self.layout.scheduler else None
         if channel is not None and channel.stopped.done():  # the job stopped before this rank joined
             await channel.close()
@@ -652,7 +653,6 @@ class BaseRunner(SyncMethodMixin):
         otherwise it is logged, so that it never hides the code's own error.
         """
         reason = "the client code finished" if exc is None else f"the client code raised {type(exc).__name__}"
-        collect_no_garbage_at_exit()
         try:
             await self._shutdown(exit_status(exc), reason)
         except Exception as e:

@@ -69,14 +69,15 @@ class BroadcastTransport(Transport):
         from mpi4py import MPI
 
         frame = bytearray(FRAME)
-        if self.comm.Get_rank() == self.root:
+        root = self.comm.Get_rank() == self.root
+        if root:
             frame[:8] = len(payload).to_bytes(8, "little")
             frame[8 : 8 + len(payload)] = payload[: FRAME - 8]
         await _completion(self.comm.Ibcast([frame, MPI.BYTE], root=self.root))
         size = int.from_bytes(frame[:8], "little")
         if size <= FRAME - 8:
             return bytes(frame[8 : 8 + size])
-        rest = bytearray(payload[FRAME - 8 :]) if self.comm.Get_rank() == self.root else bytearray(size - (FRAME - 8))
+        rest = bytearray(payload[FRAME - 8 :]) if root else bytearray(size - (FRAME - 8))
         await _completion(self.comm.Ibcast([rest, MPI.BYTE], root=self.root))
         return bytes(frame[8:]) + bytes(rest)
 

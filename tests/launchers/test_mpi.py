@@ -292,6 +292,30 @@ with MPIRunner() as runner:
 """
 
 
+EXIT_WITHOUT_COLLECTIONS_NOR_WITH = """
+import atexit
+import gc
+
+from distributed import Client
+
+from dask_runners import MPIRunner
+
+# Registered first, so it runs last of the atexit handlers, after the runner's close.
+atexit.register(lambda: print("FROZEN AT EXIT", gc.get_freeze_count() > 0, flush=True))
+client = Client(MPIRunner())  # no with block: the cluster closes at exit
+assert client.submit(lambda x: x + 1, 1).result() == 2
+"""
+
+
+@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
+def test_a_cluster_closed_at_exit_also_skips_the_collections(job_dir, launcher, request):
+    """The hook is in place before the exit begins: one registered while atexit handlers run would not run."""
+    prefix, env = request.getfixturevalue(launcher)
+    result = launch([*prefix, "3", PYTHON, write_script(job_dir, EXIT_WITHOUT_COLLECTIONS_NOR_WITH)], job_dir, env)
+    result.assert_clean_success()
+    assert result.stdout.count("FROZEN AT EXIT True") == 1, result.report()
+
+
 @pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
 def test_the_client_rank_exits_without_collecting_garbage_yet_flushes_its_files(job_dir, launcher, request):
     """The client rank's exit, which the whole job waits for, skips the last garbage collections."""
