@@ -1,0 +1,177 @@
+"""Where the start-up time goes: every rank's milestones, ours against plain distributed over TLS.
+
+Runs the standard workload of ``MPIRunner`` (``ours_mpi``) and of
+``bare_tls`` (plain distributed, address and credentials agreed before the
+job, ``MPI_Init`` after the import) under ``mpirun``, interleaved, with each
+rank's milestones stamped by ``workloads/_phases.py``: the import of
+distributed, the runner's import, ``MPI_Init`` done, the scheduler's contact
+received, the worker built, started and closing, the process's end. For each
+milestone it reports when the median and the last worker rank reached it
+(seconds since launch), and the CPU a worker rank spent on each step::
+
+    python bench/phases.py --ranks 16 64 --repeat 3
+    python bench/phases.py --ranks 16 --repeat 3 --publish   # also docs/data/phases-*.md
+
+The package is a byte-compiled snapshot, as in bench/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import run as bench
+
+WRAPPER = bench.WORKLOADS / "_phases.py"
+IMPLS = {i.name: i for i in bench.IMPLS if i.launcher is bench.MPIRUN and i.name in ("ours_mpi", "bare_tls")}
+#: The milestones of a worker rank, in the order they are reached.
+WORKER_MARKS = (
+    "started", "distributed imported", "runner imported", "MPI ready", "contact",
+    "worker built", "worker started", "worker closing", "exit",
+)
+
+
+def run_once(impl: bench.Impl, ranks: int, source: bench.Source, timeout: float) -> dict:
+    """One launch; every rank's stamps, the first result and the end (seconds since launch)."""
+    with tempfile.TemporaryDirectory(prefix="dask-runners-phases-") as out:
+        launched = time.time()
+        env = {
+            **os.environ, **source.env, **impl.launcher.env, **impl.env, **bench.agreed_in_advance(impl),
+            "PHASES_OUT": out, "PHASES_LAUNCHED": repr(launched), "PHASES_FAMILY": impl.family,
+        }
+        env["PYTHONPATH"] = os.pathsep.join([str(bench.WORKLOADS), env.get("PYTHONPATH", "")])
+        command = [*impl.launcher.argv(ranks), sys.executable, str(WRAPPER), str(bench.WORKLOADS / impl.script)]
+        proc = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
+        end = time.time() - launched
+        ranks_seen = [json.loads(p.read_text()) for p in Path(out).glob("*.json")]
+    first = re.findall(r"first_result=([\d.]+)", proc.stdout)
+    if proc.returncode != 0 or not first or len(ranks_seen) != ranks:
+        raise RuntimeError(f"{impl.name} at {ranks} ranks failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return {"first_result": float(first[0]) - launched, "end": end,
+            "ranks": {r["rank"]: r["stamps"] for r in ranks_seen}}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per milestone: medians over runs of the median and the last worker rank's time, and the CPU per step."""
+    marks, cpu = {}, {}
+    for mark in WORKER_MARKS:
+        medians, lasts, steps = [], [], []
+        for run in runs:
+            workers = [s for rank, s in run["ranks"].items() if rank >= 2 and mark in s]
+            if not workers:
+                continue
+            walls = [s[mark][0] for s in workers]
+            medians.append(statistics.median(walls))
+            lasts.append(max(walls))
+            steps.append(statistics.median(_step_cpu(s, mark) for s in workers))
+        if medians:
+            marks[mark] = (statistics.median(medians), statistics.median(lasts))
+            cpu[mark] = statistics.median(steps)
+    schedulers = [run["ranks"][0] for run in runs]
+    return {
+        "marks": marks,
+        "cpu": cpu,
+        "worker cpu": statistics.median(
+            statistics.median(s["exit"][1] for rank, s in run["ranks"].items() if rank >= 2) for run in runs
+        ),
+        "serving CPU per second": statistics.median(
+            statistics.median(_serving_rate(s) for rank, s in run["ranks"].items() if rank >= 2) for run in runs
+        ),
+        "scheduler listening": statistics.median(s["scheduler listening"][0] for s in schedulers),
+        "first result": statistics.median(run["first_result"] for run in runs),
+        "MPI ready to first result": statistics.median(
+            run["first_result"] - max(s["MPI ready"][0] for s in run["ranks"].values() if "MPI ready" in s)
+            for run in runs
+        ),
+        "end": statistics.median(run["end"] for run in runs),
+    }
+
+
+def _serving_rate(stamps: dict) -> float:
+    """CPU seconds per second of a worker rank between its worker's start and its close."""
+    (started, cpu_started), (closing, cpu_closing) = stamps["worker started"], stamps["worker closing"]
+    return (cpu_closing - cpu_started) / (closing - started)
+
+
+def _step_cpu(stamps: dict, mark: str) -> float:
+    """CPU seconds from the previous milestone this rank reached to ``mark``."""
+    previous = [m for m in WORKER_MARKS[: WORKER_MARKS.index(mark)] if m in stamps]
+    return stamps[mark][1] - (stamps[previous[-1]][1] if previous else 0.0)
+
+
+def report(results: dict, repeat: int) -> str:
+    lines = [
+        f"# Where the start-up time goes ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"`python bench/phases.py`; `mpirun`, medians of {repeat} interleaved runs. Wall: seconds since launch, "
+        "when the median worker rank / the last one reached the milestone. CPU: milliseconds a worker rank "
+        "(median) spent since its previous milestone.",
+        "",
+    ]
+    for ranks, by_impl in results.items():
+        names = list(by_impl)
+        lines += [f"## {ranks} ranks", "",
+                  "| milestone | " + " | ".join(f"{n}: wall median / last | {n}: CPU ms" for n in names) + " |",
+                  "|---|" + "---:|---:|" * len(names)]
+        for mark in WORKER_MARKS:
+            cells = []
+            for name in names:
+                summary = by_impl[name]
+                if mark in summary["marks"]:
+                    median, last = summary["marks"][mark]
+                    cells += [f"{median:.2f} / {last:.2f}", f"{1e3 * summary['cpu'][mark]:.1f}"]
+                else:
+                    cells += ["—", "—"]
+            lines.append(f"| {mark} | " + " | ".join(cells) + " |")
+        for key in ("scheduler listening", "first result", "end", "MPI ready to first result"):
+            lines.append(f"| {key} | " + " | ".join(f"{by_impl[n][key]:.2f} | " for n in names) + " |")
+        lines.append("| CPU per worker rank, s | " + " | ".join(f" | {by_impl[n]['worker cpu']:.3f}" for n in names)
+                     + " |")
+        lines.append("| worker rank's CPU while its worker serves, ms per s | "
+                     + " | ".join(f" | {1e3 * by_impl[n]['serving CPU per second']:.1f}" for n in names) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[16])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--out", type=Path, default=bench.BENCH_DIR / "results")
+    parser.add_argument("--publish", action="store_true", help="also copy the report to docs/data/")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    snapshot = Path(tempfile.mkdtemp(prefix="dask-runners-phases-src-"))
+    try:
+        source = bench.Source.snapshot(snapshot)
+        results = {}
+        for ranks in args.ranks:
+            runs = {name: [] for name in IMPLS}
+            for _ in range(args.repeat):
+                for name, impl in IMPLS.items():
+                    runs[name].append(run_once(impl, ranks, source, args.timeout))
+            results[ranks] = {name: summarize(r) for name, r in runs.items()}
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+    text = report(results, args.repeat)
+    (args.out / "phases.md").write_text(text + "\n")
+    if args.publish:
+        stamp = datetime.date.today().isoformat()
+        shutil.copy(args.out / "phases.md", bench.DOCS_DIR / "data" / f"phases-{stamp}.md")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Run a workload with each rank's milestones stamped: wall time since launch and CPU time.
+
+bench/phases.py runs ``python _phases.py WORKLOAD.py`` under the launcher. This
+wraps, by their public names, the calls every rank passes through (the
+import of distributed, MPI's initialization, the scheduler's contact, the
+worker's construction, start and close) and writes each rank's stamps as
+one JSON line to ``$PHASES_OUT/<rank>.json`` as the process ends (at
+``os._exit`` too, which service ranks leave by). The cost of a stamp is a
+``getrusage`` call; nothing else in the workload changes.
+"""
+
+import functools
+import json
+import os
+import resource
+import runpy
+import sys
+import time
+
+LAUNCHED = float(os.environ["PHASES_LAUNCHED"])
+OUT = os.environ["PHASES_OUT"]
+RANK = next(os.environ[v] for v in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID") if v in os.environ)
+
+stamps: dict[str, tuple[float, float]] = {}
+
+
+def stamp(name: str) -> None:
+    """Wall seconds since launch and CPU seconds of this process, the first time ``name`` is reached."""
+    if name not in stamps:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        stamps[name] = (time.time() - LAUNCHED, usage.ru_utime + usage.ru_stime)
+
+
+def write(how: str) -> None:
+    stamp(how)
+    with open(os.path.join(OUT, f"{RANK}.json"), "w") as file:
+        json.dump({"rank": int(RANK), "stamps": stamps}, file)
+
+
+def after(owner, name: str, label: str) -> None:
+    """Stamp ``label`` when ``owner.name`` (a function or coroutine function) returns."""
+    original = getattr(owner, name)
+    if hasattr(original, "__code__") and original.__code__.co_flags & 0x80:  # a coroutine function
+
+        @functools.wraps(original)
+        async def wrapped(*args, **kwargs):
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                stamp(label)
+    else:
+
+        @functools.wraps(original)
+        def wrapped(*args, **kwargs):
+            try:
+                return original(*args, **kwargs)
+            finally:
+                stamp(label)
+
+    setattr(owner, name, wrapped)
+
+
+def before(owner, name: str, label: str) -> None:
+    """Stamp ``label`` when ``owner.name`` (a coroutine function) is entered."""
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    async def wrapped(*args, **kwargs):
+        stamp(label)
+        return await original(*args, **kwargs)
+
+    setattr(owner, name, wrapped)
+
+
+def instrument(family: str) -> None:
+    import distributed
+    from distributed import Scheduler, Worker
+
+    stamp("distributed imported")
+    after(Scheduler, "start_unsafe", "scheduler listening")
+    after(Worker, "__init__", "worker built")
+    after(Worker, "start_unsafe", "worker started")
+    before(Worker, "close", "worker closing")
+    if family == "ours":
+        from dask_runners import mpi_runner
+        from dask_runners.transport import broadcast
+
+        stamp("runner imported")
+        after(mpi_runner.MPIRunner, "__init__", "MPI ready")
+        after(broadcast.BroadcastTransport, "discover", "contact")
+        after(broadcast.BroadcastTransport, "publish", "contact")
+    elif os.environ.get("BENCH_BARE_MPI") == "1":
+        from mpi4py import MPI  # noqa: F401  (MPI_Init, where the workload would do it)
+
+        stamp("MPI ready")
+    del distributed
+
+
+def main() -> None:
+    stamp("started")
+    real_exit = os._exit
+
+    def exit_stamped(code):
+        write("exit")
+        real_exit(code)
+
+    os._exit = exit_stamped
+    import atexit
+
+    atexit.register(write, "exit")
+    instrument(os.environ["PHASES_FAMILY"])
+    script = sys.argv[1]
+    sys.argv = sys.argv[1:]
+    sys.path.insert(0, os.path.dirname(script))
+    runpy.run_path(script, run_name="__main__")
+
+
+main()
