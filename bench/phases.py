@@ -1,15 +1,18 @@
 """Where the start-up time goes: every rank's milestones, ours against plain distributed over TLS.
 
-Runs the standard workload of ``MPIRunner`` (``ours_mpi``) and of
-``bare_tls`` (plain distributed, address and credentials agreed before the
-job, ``MPI_Init`` after the import) under ``mpirun``, interleaved, with each
+Runs the standard workload of ours (``MPIRunner`` under ``mpirun``,
+``SLURMRunner`` under ``srun``) and of ``bare_tls`` (plain distributed,
+address and credentials agreed before the job; under ``mpirun``,
+``MPI_Init`` after the import) under each launcher, interleaved, with each
 rank's milestones stamped by ``workloads/_phases.py``: the import of
-distributed, the runner's import, ``MPI_Init`` done, the scheduler's contact
-received, the worker built, started and closing, the process's end. For each
-milestone it reports when the median and the last worker rank reached it
-(seconds since launch), and the CPU a worker rank spent on each step::
+distributed, the runner's import, ``MPI_Init`` done (``mpirun``) or the
+runner made (``srun``), the scheduler's contact received, the worker built,
+started and closing, the process's end. For each milestone it reports when
+the median and the last worker rank reached it (seconds since launch), and
+the CPU a worker rank spent on each step::
 
     python bench/phases.py --ranks 16 64 --repeat 3
+    python bench/phases.py --launchers srun mpirun --ranks 4 16 --repeat 3
     python bench/phases.py --ranks 16 --repeat 3 --publish   # also docs/data/phases-*.md
 
 The package is a byte-compiled snapshot, as in bench/run.py.
@@ -33,12 +36,19 @@ from pathlib import Path
 import run as bench
 
 WRAPPER = bench.WORKLOADS / "_phases.py"
-IMPLS = {i.name: i for i in bench.IMPLS if i.launcher is bench.MPIRUN and i.name in ("ours_mpi", "bare_tls")}
+#: What runs under each launcher: ours and plain distributed over TLS.
+IMPLS = {
+    launcher: {i.name: i for i in bench.IMPLS if i.launcher.name == launcher and i.family in ("ours", "bare")}
+    for launcher in ("mpirun", "srun")
+}
+RUNNERS = {"mpirun": "MPIRunner", "srun": "SLURMRunner"}
 #: The milestones of a worker rank, in the order they are reached.
 WORKER_MARKS = (
-    "started", "distributed imported", "runner imported", "MPI ready", "contact",
+    "started", "distributed imported", "runner imported", "MPI ready", "runner made", "contact",
     "worker built", "worker started", "worker closing", "exit",
 )
+#: Where each rank has done what every implementation must do before the cluster can start.
+READY = {"mpirun": "MPI ready", "srun": "imports done"}
 
 
 def run_once(impl: bench.Impl, ranks: int, source: bench.Source, timeout: float) -> dict:
@@ -48,6 +58,7 @@ def run_once(impl: bench.Impl, ranks: int, source: bench.Source, timeout: float)
         env = {
             **os.environ, **source.env, **impl.launcher.env, **impl.env, **bench.agreed_in_advance(impl),
             "PHASES_OUT": out, "PHASES_LAUNCHED": repr(launched), "PHASES_FAMILY": impl.family,
+            "PHASES_RUNNER": RUNNERS[impl.launcher.name],
         }
         env["PYTHONPATH"] = os.pathsep.join([str(bench.WORKLOADS), env.get("PYTHONPATH", "")])
         command = [*impl.launcher.argv(ranks), sys.executable, str(WRAPPER), str(bench.WORKLOADS / impl.script)]
@@ -61,7 +72,14 @@ def run_once(impl: bench.Impl, ranks: int, source: bench.Source, timeout: float)
             "ranks": {r["rank"]: r["stamps"] for r in ranks_seen}}
 
 
-def summarize(runs: list[dict]) -> dict:
+def _ready(stamps: dict, launcher: str) -> float:
+    """When the rank was ready: ``MPI_Init`` done, or (``srun``) its last import done."""
+    if launcher == "mpirun":
+        return stamps["MPI ready"][0]
+    return stamps.get("runner imported", stamps["distributed imported"])[0]
+
+
+def summarize(runs: list[dict], launcher: str) -> dict:
     """Per milestone: medians over runs of the median and the last worker rank's time, and the CPU per step."""
     marks, cpu = {}, {}
     for mark in WORKER_MARKS:
@@ -89,9 +107,9 @@ def summarize(runs: list[dict]) -> dict:
         ),
         "scheduler listening": statistics.median(s["scheduler listening"][0] for s in schedulers),
         "first result": statistics.median(run["first_result"] for run in runs),
-        "MPI ready to first result": statistics.median(
-            run["first_result"] - max(s["MPI ready"][0] for s in run["ranks"].values() if "MPI ready" in s)
-            for run in runs
+        "ready": statistics.median(max(_ready(s, launcher) for s in run["ranks"].values()) for run in runs),
+        "ready to first result": statistics.median(
+            run["first_result"] - max(_ready(s, launcher) for s in run["ranks"].values()) for run in runs
         ),
         "end": statistics.median(run["end"] for run in runs),
     }
@@ -113,17 +131,20 @@ def report(results: dict, repeat: int) -> str:
     lines = [
         f"# Where the start-up time goes ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"`python bench/phases.py`; `mpirun`, medians of {repeat} interleaved runs. Wall: seconds since launch, "
+        f"`python bench/phases.py`; medians of {repeat} interleaved runs. Wall: seconds since launch, "
         "when the median worker rank / the last one reached the milestone. CPU: milliseconds a worker rank "
         "(median) spent since its previous milestone.",
         "",
     ]
-    for ranks, by_impl in results.items():
+    for (launcher, ranks), by_impl in results.items():
         names = list(by_impl)
-        lines += [f"## {ranks} ranks", "",
+        ready = READY[launcher]
+        lines += [f"## {launcher}, {ranks} ranks", "",
                   "| milestone | " + " | ".join(f"{n}: wall median / last | {n}: CPU ms" for n in names) + " |",
                   "|---|" + "---:|---:|" * len(names)]
         for mark in WORKER_MARKS:
+            if not any(mark in by_impl[name]["marks"] for name in names):
+                continue
             cells = []
             for name in names:
                 summary = by_impl[name]
@@ -133,8 +154,10 @@ def report(results: dict, repeat: int) -> str:
                 else:
                     cells += ["—", "—"]
             lines.append(f"| {mark} | " + " | ".join(cells) + " |")
-        for key in ("scheduler listening", "first result", "end", "MPI ready to first result"):
-            lines.append(f"| {key} | " + " | ".join(f"{by_impl[n][key]:.2f} | " for n in names) + " |")
+        for key, label in (("scheduler listening", "scheduler listening"), ("first result", "first result"),
+                           ("end", "end"), ("ready", f"{ready}, last rank"),
+                           ("ready to first result", f"{ready} (last rank) to first result")):
+            lines.append(f"| {label} | " + " | ".join(f"{by_impl[n][key]:.2f} | " for n in names) + " |")
         lines.append("| CPU per worker rank, s | " + " | ".join(f" | {by_impl[n]['worker cpu']:.3f}" for n in names)
                      + " |")
         lines.append("| worker rank's CPU while its worker serves, ms per s | "
@@ -145,6 +168,7 @@ def report(results: dict, repeat: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--launchers", nargs="+", choices=sorted(IMPLS), default=["mpirun"])
     parser.add_argument("--ranks", type=int, nargs="+", default=[16])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300)
@@ -156,12 +180,13 @@ def main() -> int:
     try:
         source = bench.Source.snapshot(snapshot)
         results = {}
-        for ranks in args.ranks:
-            runs = {name: [] for name in IMPLS}
-            for _ in range(args.repeat):
-                for name, impl in IMPLS.items():
-                    runs[name].append(run_once(impl, ranks, source, args.timeout))
-            results[ranks] = {name: summarize(r) for name, r in runs.items()}
+        for launcher in args.launchers:
+            for ranks in args.ranks:
+                runs = {name: [] for name in IMPLS[launcher]}
+                for _ in range(args.repeat):
+                    for name, impl in IMPLS[launcher].items():
+                        runs[name].append(run_once(impl, ranks, source, args.timeout))
+                results[launcher, ranks] = {name: summarize(r, launcher) for name, r in runs.items()}
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
     text = report(results, args.repeat)

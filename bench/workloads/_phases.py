@@ -81,7 +81,7 @@ def instrument(family: str) -> None:
     after(Worker, "__init__", "worker built")
     after(Worker, "start_unsafe", "worker started")
     before(Worker, "close", "worker closing")
-    if family == "ours":
+    if family == "ours" and os.environ["PHASES_RUNNER"] == "MPIRunner":
         from dask_runners import mpi_runner
         from dask_runners.transport import broadcast
 
@@ -89,6 +89,14 @@ def instrument(family: str) -> None:
         after(mpi_runner.MPIRunner, "__init__", "MPI ready")
         after(broadcast.BroadcastTransport, "discover", "contact")
         after(broadcast.BroadcastTransport, "publish", "contact")
+    elif family == "ours":
+        from dask_runners import slurm
+        from dask_runners.transport import scheduler_file
+
+        stamp("runner imported")
+        after(slurm.SLURMRunner, "__init__", "runner made")
+        after(scheduler_file.SchedulerFileTransport, "discover", "contact")
+        after(scheduler_file.SchedulerFileTransport, "publish", "contact")
     elif os.environ.get("BENCH_BARE_MPI") == "1":
         from mpi4py import MPI  # noqa: F401  (MPI_Init, where the workload would do it)
 
