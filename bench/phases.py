@@ -13,7 +13,7 @@ the CPU a worker rank spent on each step::
 
     python bench/phases.py --ranks 16 64 --repeat 3
     python bench/phases.py --launchers srun mpirun --ranks 4 16 --repeat 3
-    python bench/phases.py --ranks 16 --repeat 3 --publish   # also docs/data/phases-*.md
+    python bench/phases.py --ranks 16 --repeat 3 --publish   # also docs/data/phases-<UTC start>.md
 
 The package is a byte-compiled snapshot, as in bench/run.py.
 """
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import run as bench
@@ -51,23 +52,39 @@ WORKER_MARKS = (
 READY = {"mpirun": "MPI ready", "srun": "imports done"}
 
 
+class RunFailed(Exception):
+    """A launch that did not exit 0 with its result and every rank's stamps."""
+
+
 def run_once(impl: bench.Impl, ranks: int, source: bench.Source, timeout: float) -> dict:
     """One launch; every rank's stamps, the first result and the end (seconds since launch)."""
-    with tempfile.TemporaryDirectory(prefix="dask-runners-phases-") as out:
+    tag = uuid.uuid4().hex
+    with tempfile.TemporaryDirectory(prefix="dask-runners-phases-") as cwd:
+        stamps = Path(cwd) / "stamps"  # apart from what the workload writes (a scheduler file)
+        stamps.mkdir()
         launched = time.time()
         env = {
             **os.environ, **source.env, **impl.launcher.env, **impl.env, **bench.agreed_in_advance(impl),
-            "PHASES_OUT": out, "PHASES_LAUNCHED": repr(launched), "PHASES_FAMILY": impl.family,
-            "PHASES_RUNNER": RUNNERS[impl.launcher.name],
+            "PHASES_OUT": str(stamps), "PHASES_LAUNCHED": repr(launched), "PHASES_FAMILY": impl.family,
+            "PHASES_RUNNER": RUNNERS[impl.launcher.name], bench.TAG_VAR: tag,
         }
         env["PYTHONPATH"] = os.pathsep.join([str(bench.WORKLOADS), env.get("PYTHONPATH", "")])
         command = [*impl.launcher.argv(ranks), sys.executable, str(WRAPPER), str(bench.WORKLOADS / impl.script)]
-        proc = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            bench.stop_after_timeout(proc, tag)
+            raise RunFailed(f"{impl.key} at {ranks} ranks: no end within {timeout:.0f} s") from None
+        finally:
+            bench.reap_strays(tag, grace=5.0)
         end = time.time() - launched
-        ranks_seen = [json.loads(p.read_text()) for p in Path(out).glob("*.json")]
-    first = re.findall(r"first_result=([\d.]+)", proc.stdout)
+        ranks_seen = [json.loads(p.read_text()) for p in stamps.glob("rank-*.json")]
+    first = re.findall(r"first_result=([\d.]+)", stdout)
     if proc.returncode != 0 or not first or len(ranks_seen) != ranks:
-        raise RuntimeError(f"{impl.name} at {ranks} ranks failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise RunFailed(f"{impl.key} at {ranks} ranks: exit {proc.returncode}, {len(ranks_seen)} ranks stamped, "
+                        f"{'a' if first else 'no'} result\n{stderr[-2000:]}")
     return {"first_result": float(first[0]) - launched, "end": end,
             "ranks": {r["rank"]: r["stamps"] for r in ranks_seen}}
 
@@ -127,13 +144,15 @@ def _step_cpu(stamps: dict, mark: str) -> float:
     return stamps[mark][1] - (stamps[previous[-1]][1] if previous else 0.0)
 
 
-def report(results: dict, repeat: int) -> str:
+def report(results: dict, failures: list[str], repeat: int, started: datetime.datetime) -> str:
+    ended = datetime.datetime.now(datetime.timezone.utc)
     lines = [
-        f"# Where the start-up time goes ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        f"# Where the start-up time goes ({started:%Y-%m-%d %H:%M}–{ended:%H:%M} UTC)",
         "",
-        f"`python bench/phases.py`; medians of {repeat} interleaved runs. Wall: seconds since launch, "
-        "when the median worker rank / the last one reached the milestone. CPU: milliseconds a worker rank "
-        "(median) spent since its previous milestone.",
+        f"`python bench/phases.py {' '.join(sys.argv[1:])}` at {bench._git_describe()}; medians of {repeat} "
+        "interleaved runs. Wall: seconds since launch, when the median worker rank / the last one reached the "
+        "milestone. CPU: milliseconds a worker rank (median) spent since its previous milestone. Ready: the last "
+        "rank's `MPI_Init` done under `mpirun`; under `srun`, where no rank waits for another, its imports done.",
         "",
     ]
     for (launcher, ranks), by_impl in results.items():
@@ -163,6 +182,8 @@ def report(results: dict, repeat: int) -> str:
         lines.append("| worker rank's CPU while its worker serves, ms per s | "
                      + " | ".join(f" | {1e3 * by_impl[n]['serving CPU per second']:.1f}" for n in names) + " |")
         lines.append("")
+    if failures:
+        lines += ["## Points that failed", "", *(f"- {failure}" for failure in failures), ""]
     return "\n".join(lines)
 
 
@@ -173,29 +194,35 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--out", type=Path, default=bench.BENCH_DIR / "results")
-    parser.add_argument("--publish", action="store_true", help="also copy the report to docs/data/")
+    parser.add_argument("--publish", action="store_true",
+                        help="also copy the report to docs/data/phases-<UTC start>.md")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
     snapshot = Path(tempfile.mkdtemp(prefix="dask-runners-phases-src-"))
+    results, failures = {}, []
     try:
         source = bench.Source.snapshot(snapshot)
-        results = {}
         for launcher in args.launchers:
             for ranks in args.ranks:
                 runs = {name: [] for name in IMPLS[launcher]}
-                for _ in range(args.repeat):
-                    for name, impl in IMPLS[launcher].items():
-                        runs[name].append(run_once(impl, ranks, source, args.timeout))
+                try:
+                    for _ in range(args.repeat):
+                        for name, impl in IMPLS[launcher].items():
+                            runs[name].append(run_once(impl, ranks, source, args.timeout))
+                except RunFailed as e:  # the other points still run
+                    failures.append(str(e).splitlines()[0])
+                    print(e, file=sys.stderr)
+                    continue
                 results[launcher, ranks] = {name: summarize(r, launcher) for name, r in runs.items()}
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
-    text = report(results, args.repeat)
+    text = report(results, failures, args.repeat, started)
     (args.out / "phases.md").write_text(text + "\n")
     if args.publish:
-        stamp = datetime.date.today().isoformat()
-        shutil.copy(args.out / "phases.md", bench.DOCS_DIR / "data" / f"phases-{stamp}.md")
+        shutil.copy(args.out / "phases.md", bench.DOCS_DIR / "data" / f"phases-{started:%Y-%m-%dT%H%M}Z.md")
     print(text)
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

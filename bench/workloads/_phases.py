@@ -4,12 +4,15 @@ bench/phases.py runs ``python _phases.py WORKLOAD.py`` under the launcher. This
 wraps, by their public names, the calls every rank passes through (the
 import of distributed, MPI's initialization, the scheduler's contact, the
 worker's construction, start and close) and writes each rank's stamps as
-one JSON line to ``$PHASES_OUT/<rank>.json`` as the process ends (at
-``os._exit`` too, which service ranks leave by). The cost of a stamp is a
+one JSON line to ``$PHASES_OUT/rank-<rank>.json`` as the process ends (at
+``os._exit`` too, which service ranks leave by: for ``MPIRunner`` that is
+after ``MPI_Finalize``, while a rank that ends as Python does stamps its exit
+in an ``atexit`` handler, before mpi4py finalizes). The cost of a stamp is a
 ``getrusage`` call; nothing else in the workload changes.
 """
 
 import functools
+import inspect
 import json
 import os
 import resource
@@ -33,41 +36,46 @@ def stamp(name: str) -> None:
 
 def write(how: str) -> None:
     stamp(how)
-    with open(os.path.join(OUT, f"{RANK}.json"), "w") as file:
+    with open(os.path.join(OUT, f"rank-{RANK}.json"), "w") as file:
         json.dump({"rank": int(RANK), "stamps": stamps}, file)
 
 
 def after(owner, name: str, label: str) -> None:
-    """Stamp ``label`` when ``owner.name`` (a function or coroutine function) returns."""
+    """Stamp ``label`` when ``owner.name`` (a function or coroutine function) returns; not if it raises."""
     original = getattr(owner, name)
-    if hasattr(original, "__code__") and original.__code__.co_flags & 0x80:  # a coroutine function
+    if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def wrapped(*args, **kwargs):
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                stamp(label)
+            result = await original(*args, **kwargs)
+            stamp(label)
+            return result
     else:
 
         @functools.wraps(original)
         def wrapped(*args, **kwargs):
-            try:
-                return original(*args, **kwargs)
-            finally:
-                stamp(label)
+            result = original(*args, **kwargs)
+            stamp(label)
+            return result
 
     setattr(owner, name, wrapped)
 
 
 def before(owner, name: str, label: str) -> None:
-    """Stamp ``label`` when ``owner.name`` (a coroutine function) is entered."""
+    """Stamp ``label`` when ``owner.name`` (a function or coroutine function) is entered."""
     original = getattr(owner, name)
+    if inspect.iscoroutinefunction(original):
 
-    @functools.wraps(original)
-    async def wrapped(*args, **kwargs):
-        stamp(label)
-        return await original(*args, **kwargs)
+        @functools.wraps(original)
+        async def wrapped(*args, **kwargs):
+            stamp(label)
+            return await original(*args, **kwargs)
+    else:
+
+        @functools.wraps(original)
+        def wrapped(*args, **kwargs):
+            stamp(label)
+            return original(*args, **kwargs)
 
     setattr(owner, name, wrapped)
 
@@ -86,7 +94,9 @@ def instrument(family: str) -> None:
         from dask_runners.transport import broadcast
 
         stamp("runner imported")
-        after(mpi_runner.MPIRunner, "__init__", "MPI ready")
+        # MPI_Init is done when the host exchange begins; the runner is made after it.
+        before(mpi_runner.MPIRunner, "_exchange_hosts", "MPI ready")
+        after(mpi_runner.MPIRunner, "__init__", "runner made")
         after(broadcast.BroadcastTransport, "discover", "contact")
         after(broadcast.BroadcastTransport, "publish", "contact")
     elif family == "ours":
