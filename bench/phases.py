@@ -96,13 +96,18 @@ def _ready(stamps: dict, launcher: str) -> float:
     return stamps.get("runner imported", stamps["distributed imported"])[0]
 
 
+def _workers(run: dict) -> list[dict]:
+    """The stamps of ``run``'s worker ranks (rank 0 runs the scheduler, rank 1 the client)."""
+    return [stamps for rank, stamps in run["ranks"].items() if rank >= 2]
+
+
 def summarize(runs: list[dict], launcher: str) -> dict:
     """Per milestone: medians over runs of the median and the last worker rank's time, and the CPU per step."""
     marks, cpu = {}, {}
     for mark in WORKER_MARKS:
         medians, lasts, steps = [], [], []
         for run in runs:
-            workers = [s for rank, s in run["ranks"].items() if rank >= 2 and mark in s]
+            workers = [s for s in _workers(run) if mark in s]
             if not workers:
                 continue
             walls = [s[mark][0] for s in workers]
@@ -112,22 +117,18 @@ def summarize(runs: list[dict], launcher: str) -> dict:
         if medians:
             marks[mark] = (statistics.median(medians), statistics.median(lasts))
             cpu[mark] = statistics.median(steps)
-    schedulers = [run["ranks"][0] for run in runs]
+    ready = [max(_ready(s, launcher) for s in run["ranks"].values()) for run in runs]  # the last rank's, per run
     return {
         "marks": marks,
         "cpu": cpu,
-        "worker cpu": statistics.median(
-            statistics.median(s["exit"][1] for rank, s in run["ranks"].items() if rank >= 2) for run in runs
-        ),
+        "worker cpu": statistics.median(statistics.median(s["exit"][1] for s in _workers(run)) for run in runs),
         "serving CPU per second": statistics.median(
-            statistics.median(_serving_rate(s) for rank, s in run["ranks"].items() if rank >= 2) for run in runs
+            statistics.median(_serving_rate(s) for s in _workers(run)) for run in runs
         ),
-        "scheduler listening": statistics.median(s["scheduler listening"][0] for s in schedulers),
+        "scheduler listening": statistics.median(run["ranks"][0]["scheduler listening"][0] for run in runs),
         "first result": statistics.median(run["first_result"] for run in runs),
-        "ready": statistics.median(max(_ready(s, launcher) for s in run["ranks"].values()) for run in runs),
-        "ready to first result": statistics.median(
-            run["first_result"] - max(_ready(s, launcher) for s in run["ranks"].values()) for run in runs
-        ),
+        "ready": statistics.median(ready),
+        "ready to first result": statistics.median(run["first_result"] - r for run, r in zip(runs, ready)),
         "end": statistics.median(run["end"] for run in runs),
     }
 

@@ -20,9 +20,11 @@ import runpy
 import sys
 import time
 
+import _bench  # first, as in every workload: stamps the process start
+
 LAUNCHED = float(os.environ["PHASES_LAUNCHED"])
 OUT = os.environ["PHASES_OUT"]
-RANK = next(os.environ[v] for v in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID") if v in os.environ)
+RANK = _bench._rank()
 
 stamps: dict[str, tuple[float, float]] = {}
 
@@ -40,78 +42,64 @@ def write(how: str) -> None:
         json.dump({"rank": int(RANK), "stamps": stamps}, file)
 
 
-def after(owner, name: str, label: str) -> None:
-    """Stamp ``label`` when ``owner.name`` (a function or coroutine function) returns; not if it raises."""
+def at(owner, name: str, label: str, on_entry: bool = False) -> None:
+    """Stamp ``label`` when ``owner.name`` (a function or coroutine function) returns, or, with
+    ``on_entry``, when it is entered; a call that raises stamps nothing after it."""
     original = getattr(owner, name)
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def wrapped(*args, **kwargs):
+            if on_entry:
+                stamp(label)
             result = await original(*args, **kwargs)
-            stamp(label)
+            if not on_entry:
+                stamp(label)
             return result
     else:
 
         @functools.wraps(original)
         def wrapped(*args, **kwargs):
+            if on_entry:
+                stamp(label)
             result = original(*args, **kwargs)
-            stamp(label)
+            if not on_entry:
+                stamp(label)
             return result
-
-    setattr(owner, name, wrapped)
-
-
-def before(owner, name: str, label: str) -> None:
-    """Stamp ``label`` when ``owner.name`` (a function or coroutine function) is entered."""
-    original = getattr(owner, name)
-    if inspect.iscoroutinefunction(original):
-
-        @functools.wraps(original)
-        async def wrapped(*args, **kwargs):
-            stamp(label)
-            return await original(*args, **kwargs)
-    else:
-
-        @functools.wraps(original)
-        def wrapped(*args, **kwargs):
-            stamp(label)
-            return original(*args, **kwargs)
 
     setattr(owner, name, wrapped)
 
 
 def instrument(family: str) -> None:
-    import distributed
     from distributed import Scheduler, Worker
 
     stamp("distributed imported")
-    after(Scheduler, "start_unsafe", "scheduler listening")
-    after(Worker, "__init__", "worker built")
-    after(Worker, "start_unsafe", "worker started")
-    before(Worker, "close", "worker closing")
+    at(Scheduler, "start_unsafe", "scheduler listening")
+    at(Worker, "__init__", "worker built")
+    at(Worker, "start_unsafe", "worker started")
+    at(Worker, "close", "worker closing", on_entry=True)
     if family == "ours" and os.environ["PHASES_RUNNER"] == "MPIRunner":
         from dask_runners import mpi_runner
         from dask_runners.transport import broadcast
 
         stamp("runner imported")
         # MPI_Init is done when the host exchange begins; the runner is made after it.
-        before(mpi_runner.MPIRunner, "_exchange_hosts", "MPI ready")
-        after(mpi_runner.MPIRunner, "__init__", "runner made")
-        after(broadcast.BroadcastTransport, "discover", "contact")
-        after(broadcast.BroadcastTransport, "publish", "contact")
+        at(mpi_runner.MPIRunner, "_exchange_hosts", "MPI ready", on_entry=True)
+        at(mpi_runner.MPIRunner, "__init__", "runner made")
+        at(broadcast.BroadcastTransport, "discover", "contact")
+        at(broadcast.BroadcastTransport, "publish", "contact")
     elif family == "ours":
         from dask_runners import slurm
         from dask_runners.transport import scheduler_file
 
         stamp("runner imported")
-        after(slurm.SLURMRunner, "__init__", "runner made")
-        after(scheduler_file.SchedulerFileTransport, "discover", "contact")
-        after(scheduler_file.SchedulerFileTransport, "publish", "contact")
+        at(slurm.SLURMRunner, "__init__", "runner made")
+        at(scheduler_file.SchedulerFileTransport, "discover", "contact")
+        at(scheduler_file.SchedulerFileTransport, "publish", "contact")
     elif os.environ.get("BENCH_BARE_MPI") == "1":
         from mpi4py import MPI  # noqa: F401  (MPI_Init, where the workload would do it)
 
         stamp("MPI ready")
-    del distributed
 
 
 def main() -> None:
