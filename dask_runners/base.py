@@ -36,7 +36,6 @@ from distributed.core import Status
 from distributed.utils import LoopRunner, SyncMethodMixin
 from tornado.ioloop import IOLoop
 
-from .at_exit import close_at_exit, collect_no_garbage_at_exit
 from .callbacks import outcome
 from .config import Timeouts
 from .channel import ControlChannel
@@ -48,8 +47,6 @@ from .logs import configure_rank_logging
 from .roles import RankLayout, Role
 from .security import TLSChoice, connection_args
 from .services import Hooks, Notifier
-from .services.client import ClientSession, wait_for_workers
-from .services.scheduler import SchedulerService
 from .services.worker import ColocatedWorker, WorkerService, WorkerSpec, pin_gpu
 from .signals import SignalHandlers, SignalPolicy, let_signals_end_the_process
 from .state import RankState
@@ -245,8 +242,8 @@ class BaseRunner(SyncMethodMixin):
         #: This rank's own log file (``runners.logging.directory``), if it writes one.
         self.log_file = None
         self._carrier: Transport | None = None
-        self._service: SchedulerService | None = None
-        self._session: ClientSession | None = None
+        self._service = None  # the scheduler's rank: its SchedulerService
+        self._session = None  # the client's rank: its ClientSession
         self._start_task: asyncio.Task | None = None
         self._signals: SignalHandlers | None = None
         self._told_on_begin = False
@@ -393,6 +390,8 @@ class BaseRunner(SyncMethodMixin):
         """
         if self._asynchronous or self._loop_runner is not None:
             return
+        from .at_exit import close_at_exit  # the client rank's
+
         self.__enter__()
         close_at_exit(self)
 
@@ -440,6 +439,8 @@ class BaseRunner(SyncMethodMixin):
 
     async def _start_scheduler(self, tls: TLSChoice, colocated: ColocatedWorker | None):
         """Start the scheduler in this process and publish its contact."""
+        from .services.scheduler import SchedulerService  # imported by the scheduler's rank alone
+
         self._service = service = SchedulerService(
             self.state,
             options=self.scheduler_options,
@@ -467,7 +468,8 @@ class BaseRunner(SyncMethodMixin):
         return await service.serve(self.contact.address, self.security, channel)
 
     async def _start_client(self, hosted_scheduler: asyncio.Task | None) -> None:
-        collect_no_garbage_at_exit()
+        from .services.client import ClientSession  # imported by the client's rank alone
+
         channel = await self._join(Role.client) if self.layout.scheduler else None
         if channel is not None and channel.stopped.done():  # the job stopped before this rank joined
             await channel.close()
@@ -690,6 +692,8 @@ class BaseRunner(SyncMethodMixin):
         WorkersTimeoutError
             If fewer workers arrived in time; the message says how many did.
         """
+        from .services.client import wait_for_workers
+
         n_workers = self.n_workers if n_workers is None else n_workers
         timeout = parse_timedelta(self.timeouts.workers if timeout is None else timeout, default="s")
         args = connection_args(self.security, "client")

@@ -22,8 +22,9 @@ import re
 
 __all__ = ["expand_hostlist", "expand_tasks_per_node"]
 
-_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
-_COUNT = re.compile(r"(\d+)(?:\(x(\d+)\))?")
+# Patterns, compiled at first use (and then cached by ``re``), not by every rank at import.
+_RANGE = r"(\d+)(?:-(\d+))?"
+_COUNT = r"(\d+)(?:\(x(\d+)\))?"
 
 
 def expand_hostlist(text: str) -> list[str]:
@@ -106,7 +107,7 @@ def _expand_group(text: str, offset: int, group: str) -> list[str]:
     numbers: list[str] = []
     pos = offset
     for piece in group.split(","):
-        match = _RANGE.fullmatch(piece)
+        match = re.fullmatch(_RANGE, piece)
         if match is None:
             raise _error(text, pos, f"expected a number or a range like 1-4 in brackets, got {piece!r}")
         low, high = match.group(1), match.group(2)
@@ -151,7 +152,7 @@ def expand_tasks_per_node(text: str) -> list[int]:
     counts: list[int] = []
     pos = 0
     for piece in text.split(","):
-        match = _COUNT.fullmatch(piece.strip())
+        match = re.fullmatch(_COUNT, piece.strip())
         if match is None:
             raise ValueError(
                 f"invalid per-node count list {text!r} at position {pos}: "

@@ -175,11 +175,11 @@ def _file_handler(directory: Path, rank, formatter) -> tuple[Path | None, loggin
 
 #: distributed's scheduler message for a report to a client whose connection has closed.
 CLOSED_COMM = "Closed comm %r while trying to write %s"
-_LOST_TASKS = re.compile(
-    r"^(Removing worker \S+ caused the cluster to lose )"
+# Compiled at first use (and then cached by ``re``): only the scheduler's rank reads it.
+_LOST_TASKS = (
+    r"(?s)^(Removing worker \S+ caused the cluster to lose )"
     r"(already computed task\(s\), which will be recomputed elsewhere|scattered data, which can't be recovered)"
-    r": (.*) \((stimulus_id=\S*)\)$",
-    re.S,
+    r": (.*) \((stimulus_id=\S*)\)$"
 )
 
 
@@ -206,7 +206,7 @@ def shorten_lost_task_lists(record: logging.LogRecord) -> bool:
     lists each key it held, which runs to kilobytes per line; how many is
     what a reader can use. The record keeps its level.
     """
-    match = _LOST_TASKS.match(record.msg) if isinstance(record.msg, str) else None
+    match = re.match(_LOST_TASKS, record.msg) if isinstance(record.msg, str) else None
     if match is not None:
         head, what, keys, stimulus = match.groups()
         record.msg = f"{head}{count_keys(keys)} {what} ({stimulus})"

@@ -28,7 +28,6 @@ from .security import JobCredentials, TLSChoice
 from .signals import let_signals_end_the_process
 from .transport import FixedAddress, Transport
 from .transport.broadcast import BroadcastTransport
-from .transport.scheduler_file import SchedulerFileTransport, scheduler_file_path
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +96,8 @@ class MPIRunner(BaseRunner):
         self.job = self._exchange_hosts(job_context(numbering=(self.rank, self.world_size), numbered_by="mpi"))
         self.scheduler_file = None
         if scheduler_file is not None:
+            from .transport.scheduler_file import scheduler_file_path  # only a job that asks for a file loads it
+
             self.scheduler_file = scheduler_file_path(scheduler_file, self.job, os.environ)
         if not self.scheduler and self.scheduler_file is None and scheduler_address is None:
             raise ValueError(
@@ -121,6 +122,8 @@ class MPIRunner(BaseRunner):
         return JobCredentials.generate() if rank == self.scheduler_rank else None
 
     def _transport_for(self, scheduler_address: str | None) -> Transport:
+        from .transport.scheduler_file import SchedulerFileTransport
+
         if self.scheduler:
             file = None if self.scheduler_file is None else SchedulerFileTransport(self.scheduler_file, self.stamp)
             return BroadcastTransport(self.comm, self.scheduler_rank, also_to=file)

@@ -8,9 +8,9 @@ ranks the job needs and how many of them run a worker.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Callable
+from typing import NamedTuple
 
 from .exceptions import WorldTooSmallError
 
@@ -23,8 +23,16 @@ class Role(str, enum.Enum):
     worker = "worker"
 
 
-@dataclasses.dataclass(frozen=True)
-class RankLayout:
+class _Ranks(NamedTuple):
+    scheduler: bool
+    client: bool
+    scheduler_rank: int
+    client_rank: int
+    exclusive_workers: bool
+    min_workers: int
+
+
+class RankLayout(_Ranks):
     """The ranks of the scheduler and the client code; every other rank is a worker.
 
     When ``scheduler_rank`` and ``client_rank`` are the same rank, that rank
@@ -53,17 +61,22 @@ class RankLayout:
         ``execute`` allows one).
     """
 
-    scheduler: bool = True
-    client: bool = True
-    scheduler_rank: int = 0
-    client_rank: int | None = None
-    exclusive_workers: bool = True
-    min_workers: int = 1
+    __slots__ = ()
 
-    def __post_init__(self):
-        if self.client_rank is None:
-            lowest_free = 1 if self.scheduler and self.scheduler_rank == 0 else 0
-            object.__setattr__(self, "client_rank", lowest_free)
+    # A named tuple, not a dataclass: a dataclass generates and compiles its
+    # methods as its module is imported, on every rank.
+    def __new__(
+        cls,
+        scheduler: bool = True,
+        client: bool = True,
+        scheduler_rank: int = 0,
+        client_rank: int | None = None,
+        exclusive_workers: bool = True,
+        min_workers: int = 1,
+    ) -> RankLayout:
+        if client_rank is None:
+            client_rank = 1 if scheduler and scheduler_rank == 0 else 0  # the lowest rank that is free
+        return super().__new__(cls, scheduler, client, scheduler_rank, client_rank, exclusive_workers, min_workers)
 
     @property
     def shared_rank(self) -> int | None:

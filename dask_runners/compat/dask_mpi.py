@@ -26,7 +26,6 @@ purpose:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import dask.config
@@ -57,7 +56,7 @@ class _DaskMPIRunner(MPIRunner):
     def __init__(self, *, exit: bool = True, min_workers: int = 1, **kwargs):
         super().__init__(**kwargs)
         self._exit = exit
-        self.layout = dataclasses.replace(self.layout, min_workers=min_workers)
+        self.layout = self.layout._replace(min_workers=min_workers)
 
     def exit_process(self, exit_code: int):
         if self._exit or exit_code != 0:

@@ -19,6 +19,7 @@ import psutil
 from dask.utils import format_bytes
 from distributed.core import Status, rpc
 
+from ..at_exit import collect_no_garbage_at_exit
 from ..channel import ControlChannel
 from ..config import backoff_delays
 from ..control import WAIT_FOR_WORKERS
@@ -70,6 +71,7 @@ class ClientSession:
         hosted_scheduler: asyncio.Task | None = None,
         scheduler: tuple[str, dict] | None = None,
     ):
+        collect_no_garbage_at_exit()  # the job ends when this process does: skip its last collections
         self.state = state
         self.channel = channel
         self.shutdown_timeout = shutdown_timeout
