@@ -486,7 +486,6 @@ class BaseRunner(SyncMethodMixin):
             colocated,
             self.contact.dashboard,
             hosted_scheduler,
-            (self.contact.address, connection_args(self.security, "client")),
         )
         if colocated is not None:
             await colocated.start(self.contact.address, await self.get_worker_name(), self.security)

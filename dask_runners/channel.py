@@ -262,12 +262,15 @@ class ControlChannel:
             return False
         return self._pong in done
 
-    async def request_shutdown(self, exit_code: int, reason: str, timeout: float) -> StopOrder:
+    async def request_shutdown(self, exit_code: int, reason: str, timeout: float, departed=()) -> StopOrder:
         """Ask the scheduler to shut the cluster down; wait until it has.
 
-        Returns once every worker rank has left, or raises
-        :class:`ShutdownTimeoutError` after ``timeout`` seconds. A worker rank
-        whose worker never registered asks over a connection of its own.
+        The scheduler first waits (within half its shutdown deadline) until
+        the clients named in ``departed`` (ids of this process's closed
+        ``Client`` objects) have left. Returns once every worker rank has
+        left, or raises :class:`ShutdownTimeoutError` after ``timeout``
+        seconds. A worker rank whose worker never registered asks over a
+        connection of its own.
         """
         if self.link_is_stream and not self.joined.done():
             channel = await ControlChannel.open(
@@ -279,7 +282,7 @@ class ControlChannel:
                 await channel.close()
         if not self.stopped.done():
             self._heartbeat.cancel()
-            message = {"op": "shutdown", "exit_code": exit_code, "reason": reason}
+            message = {"op": "shutdown", "exit_code": exit_code, "reason": reason, "departed": list(departed)}
             try:
                 await self.link.write(message)
             except (CommClosedError, OSError):

@@ -6,7 +6,10 @@ client rank (and a rank whose worker is a nanny) through a connection of its
 own (:mod:`dask_runners.links`). Over the link:
 
 * the rank says who it is when it joins (``rank``, ``role``);
-* the client rank asks for the cluster to shut down, with an exit code;
+* the client rank asks for the cluster to shut down, with an exit code and
+  the clients its client code closed: the scheduler closes once it has read
+  their goodbyes (within half the shutdown deadline), so that the request
+  cannot overtake them (see :mod:`dask_runners.services.departures`);
 * the scheduler tells each rank to stop, with the exit code to leave with.
 
 Because the link's connection stays open, each side learns at once when the
@@ -233,7 +236,7 @@ class ClusterControl(SchedulerPlugin):
                 member.longest_silence = max(member.longest_silence, time.monotonic() - heard)
                 heard = time.monotonic()
                 if message.get("op") == "shutdown":
-                    self.request_close(message["exit_code"], message["reason"])
+                    asyncio.ensure_future(self._close_once_departed(message))
                 elif message.get("op") == "ping":
                     await link.write({"op": "pong"})
                 elif message.get("op") == "quieted":
@@ -329,6 +332,19 @@ class ClusterControl(SchedulerPlugin):
         self.exit_code = exit_code
         self.reason = reason
         asyncio.ensure_future(self.scheduler.close(reason=reason))
+
+    async def _close_once_departed(self, request: dict) -> None:
+        """Close as the client rank asks, once the clients it names have left, within half the deadline."""
+        clients = request.get("departed", [])
+        deadline = time.monotonic() + self.shutdown_timeout / 2
+        for delay in backoff_delays(first=0.001, cap=0.05):
+            staying = [client for client in clients if client in self.scheduler.clients]
+            if not staying or time.monotonic() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+        if staying:
+            logger.info("scheduler rank: closing before these clients have left: %s", staying)
+        self.request_close(request["exit_code"], request["reason"])
 
     # -- waiting for workers -----------------------------------------------------
     def log_event(self, topic, msg) -> None:

@@ -26,7 +26,7 @@ from ..control import WAIT_FOR_WORKERS
 from ..dashboard import Dashboard
 from ..exceptions import ClusterStoppedError, WorkersTimeoutError
 from ..state import RankState
-from .departures import WAIT_FOR_DEPARTURES, closed_clients, stop_senders_of_closed_clients
+from .departures import closed_clients, stop_senders_of_closed_clients
 from .worker import ColocatedWorker
 
 logger = logging.getLogger(__name__)
@@ -53,11 +53,6 @@ class ClientSession:
     hosted_scheduler : asyncio.Task or None
         The scheduler's service when it runs in this process, beside the
         client code (a shared rank): the shutdown waits for it to close.
-    scheduler : tuple of (str, dict), optional
-        The scheduler's address and the connection arguments to reach it:
-        before the shutdown, the client rank waits there for the scheduler
-        to have seen its closed clients leave (see
-        :mod:`dask_runners.services.departures`).
     """
 
     def __init__(
@@ -69,7 +64,6 @@ class ClientSession:
         colocated: ColocatedWorker | None = None,
         dashboard: Dashboard | None = None,
         hosted_scheduler: asyncio.Task | None = None,
-        scheduler: tuple[str, dict] | None = None,
     ):
         collect_no_garbage_at_exit()  # the job ends when this process does: skip its last collections
         self.state = state
@@ -79,7 +73,6 @@ class ClientSession:
         self.colocated = colocated
         self.dashboard = dashboard
         self.hosted_scheduler = hosted_scheduler
-        self.scheduler = scheduler
         if channel is not None:
             channel.stopped.add_done_callback(self._on_cluster_stopped)
             channel.ready.add_done_callback(self._on_cluster_ready)
@@ -138,36 +131,13 @@ class ClientSession:
         state.status = Status.closing
         try:
             if not channel.stopped.done():
-                await self._wait_for_departures()
-                # The scheduler spends up to the shutdown deadline draining the
+                # The scheduler waits for the goodbyes of the clients the code
+                # closed, then spends up to the shutdown deadline draining the
                 # workers before it answers; wait for it a little longer.
-                await channel.request_shutdown(exit_code, reason, 2 * self.shutdown_timeout)
+                await channel.request_shutdown(exit_code, reason, 2 * self.shutdown_timeout, closed_clients())
         finally:
             await channel.close()
             await self._wait_for_hosted_scheduler()
-
-    async def _wait_for_departures(self) -> None:
-        """Let the scheduler read the goodbyes of the clients the client code closed, within half the deadline.
-
-        Otherwise the shutdown request can overtake them, and the workers
-        stop while the scheduler still holds those clients' keys.
-        """
-        clients = closed_clients()
-        if self.scheduler is None or not clients:
-            return
-        address, args = self.scheduler
-        scheduler = rpc(address, connection_args=args)
-        timeout = self.shutdown_timeout / 2
-        try:
-            staying = await asyncio.wait_for(
-                getattr(scheduler, WAIT_FOR_DEPARTURES)(clients=clients, timeout=timeout), 2 * timeout
-            )
-        except (asyncio.TimeoutError, OSError) as e:
-            staying = f"no answer ({type(e).__name__})"
-        finally:
-            await scheduler.close_rpc()
-        if staying:
-            logger.info("%s: the scheduler had not seen clients leave: %s", self.state.log_prefix, staying)
 
     async def _wait_for_hosted_scheduler(self) -> None:
         """A scheduler in this process closes after the client code; wait for it, within the deadline."""

@@ -7,9 +7,10 @@ has read what it sent last: the graphs, then the goodbye. Two things follow.
 * The runner's shutdown request travels on another connection, and can
   overtake them: the workers would then stop while the scheduler still holds
   keys for that client, and each worker that leaves logs them as lost. So the
-  client rank first names the clients its client code has closed
-  (:func:`closed_clients`), and the scheduler answers once it has read their
-  goodbyes (:meth:`DepartedClients.wait_for_departures`), within a deadline.
+  client rank names the clients its client code has closed
+  (:func:`closed_clients`) in its shutdown request, and the scheduler closes
+  once it has read their goodbyes, within a deadline
+  (:class:`~dask_runners.control.ClusterControl`).
 * distributed builds a graph in the background and removes the client as
   soon as its goodbye is read. A graph built after that registers keys for a
   client that is no longer there, computed for nobody and held until the
@@ -22,16 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from ..config import backoff_delays
-
 logger = logging.getLogger(__name__)
-
-#: The scheduler's handler that answers once the named clients have left.
-WAIT_FOR_DEPARTURES = "dask_runners_wait_for_departures"
 
 
 def _closed_instances() -> list:
@@ -88,18 +83,8 @@ class DepartedClients(SchedulerPlugin):
         self.departed: set[str] = set()
 
     def install(self) -> None:
-        """Add this plugin and the :data:`WAIT_FOR_DEPARTURES` handler to the scheduler."""
+        """Add this plugin to the scheduler."""
         self.scheduler.add_plugin(self)
-        self.scheduler.handlers[WAIT_FOR_DEPARTURES] = self.wait_for_departures
-
-    async def wait_for_departures(self, clients: list[str], timeout: float) -> list[str]:
-        """Return once none of ``clients`` is connected any more, or at ``timeout``; return those left."""
-        deadline = time.monotonic() + timeout
-        for delay in backoff_delays(first=0.001, cap=0.05):
-            staying = [client for client in clients if client in self.scheduler.clients]
-            if not staying or time.monotonic() + delay > deadline:
-                return staying
-            await asyncio.sleep(delay)
 
     def add_client(self, scheduler, client: str) -> None:
         self.departed.discard(client)
