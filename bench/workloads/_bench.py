@@ -43,9 +43,21 @@ def ready() -> None:
 
 
 def leave() -> None:
-    """End the process now, as a runner's service ranks do: no interpreter teardown."""
+    """End the process now, as a runner's service ranks do: no interpreter teardown.
+
+    With ``BENCH_CLIENT_EXITS=1`` rank 1 instead returns, and its process
+    ends as a script's does, its last garbage collections skipped as a
+    runner's client rank skips them (``gc.freeze()`` at exit): the client
+    code's process belongs to the script, and no runner may cut its exit short.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
+    if os.environ.get("BENCH_CLIENT_EXITS") and _rank() == "1":
+        import atexit
+        import gc
+
+        atexit.register(gc.freeze)
+        return
     os._exit(0)
 
 
