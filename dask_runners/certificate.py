@@ -3,13 +3,10 @@
 A job's TLS credential is one P-256 key and a certificate that names
 itself as issuer and is its own certificate authority (see
 :class:`~dask_runners.security.JobCredentials`). The key and its signature
-come from ``cryptography``'s elliptic-curve primitives; the certificate's
-fixed shape is written here, field by field, after RFC 5280, and so are the
-public key (RFC 5480) and the private key (PKCS #8 around RFC 5915's
-``ECPrivateKey``). ``cryptography.x509`` would build the same certificate,
-and ``cryptography``'s serialization the same keys, but importing them costs
-the scheduler rank about 20 ms and 8 ms more, just before it publishes its
-address, which every other rank waits for.
+come from ``cryptography``'s primitives; the certificate's fixed shape is
+written here, field by field, after RFC 5280. ``cryptography.x509`` would
+build the same certificate, but importing it costs the scheduler rank about
+20 ms just before it publishes its address, which every other rank waits for.
 
 The certificate holds:
 
@@ -30,8 +27,6 @@ import datetime
 import os
 
 ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
-EC_PUBLIC_KEY = "1.2.840.10045.2.1"
-PRIME256V1 = "1.2.840.10045.3.1.7"
 COMMON_NAME = "2.5.4.3"
 BASIC_CONSTRAINTS = "2.5.29.19"
 SUBJECT_ALT_NAME = "2.5.29.17"
@@ -110,48 +105,30 @@ def pem(kind: str, data: bytes) -> str:
     return "\n".join([f"-----BEGIN {kind}-----", *lines, f"-----END {kind}-----", ""])
 
 
-def p256_algorithm() -> bytes:
-    """The AlgorithmIdentifier of a P-256 key (RFC 5480, 2.1.1)."""
-    return sequence(oid(EC_PUBLIC_KEY), oid(PRIME256V1))
-
-
-def public_key_info(x: int, y: int) -> bytes:
-    """A P-256 public key as a SubjectPublicKeyInfo: the uncompressed point ``(x, y)``."""
-    point = b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
-    return sequence(p256_algorithm(), der(0x03, b"\x00" + point))
-
-
-def private_key_info(secret: int, x: int, y: int) -> bytes:
-    """A P-256 private key in PKCS #8, its ``ECPrivateKey`` holding the public point too."""
-    point = b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
-    ec_private_key = sequence(
-        integer(1),
-        der(0x04, secret.to_bytes(32, "big")),
-        der(0xA1, der(0x03, b"\x00" + point)),  # [1] publicKey
-    )
-    return sequence(integer(0), p256_algorithm(), der(0x04, ec_private_key))
-
-
 def self_signed(common_name: str, valid_days: int) -> tuple[str, str]:
     """A new P-256 key and its self-signed certificate authority: ``(certificate, key)`` in PEM.
 
     Valid from an hour ago (clocks differ a little) for ``valid_days``.
     """
-    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    numbers = key.private_numbers()
-    x, y = numbers.public_numbers.x, numbers.public_numbers.y
+    public_key_info = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     serial = (int.from_bytes(os.urandom(20), "big") >> 1) or 1
     signed = to_be_signed(
         common_name,
-        public_key_info(x, y),
+        public_key_info,
         now - datetime.timedelta(hours=1),
         now + datetime.timedelta(days=valid_days),
         serial,
     )
     signature = key.sign(signed, ec.ECDSA(hashes.SHA256()))
     certificate = sequence(signed, sequence(oid(ECDSA_WITH_SHA256)), der(0x03, b"\x00" + signature))
-    return pem("CERTIFICATE", certificate), pem("PRIVATE KEY", private_key_info(numbers.private_value, x, y))
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem("CERTIFICATE", certificate), key_pem.decode()

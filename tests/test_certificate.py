@@ -7,11 +7,10 @@ import threading
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dask_runners.certificate import der, integer, oid, public_key_info, self_signed, time
+from dask_runners.certificate import der, integer, oid, self_signed, time
 from dask_runners.security import SUBJECT, JobCredentials
 
 
@@ -34,27 +33,6 @@ def test_the_certificate_says_what_the_job_needs_and_its_signature_holds():
     assert isinstance(public_key.curve, ec.SECP256R1)
     public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
     assert "BEGIN PRIVATE KEY" in key
-    private = serialization.load_pem_private_key(key.encode(), password=None)
-    assert private.public_key().public_numbers() == public_key.public_numbers()
-
-
-SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def test_the_keys_are_encoded_as_openssl_encodes_them():
-    certificate, key = self_signed(SUBJECT, valid_days=1)
-    private = serialization.load_pem_private_key(key.encode(), password=None)
-    again = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    assert again.decode() == key
-    cert = x509.load_pem_x509_certificate(certificate.encode())
-    assert public_key_info(*_point(cert)) == cert.public_key().public_bytes(*SPKI)
-
-
-def _point(cert) -> tuple[int, int]:
-    numbers = cert.public_key().public_numbers()
-    return numbers.x, numbers.y
 
 
 def test_two_credentials_differ():
