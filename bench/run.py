@@ -25,6 +25,7 @@ import datetime
 import functools
 import hashlib
 import os
+import random
 import platform
 import re
 import resource
@@ -415,13 +416,19 @@ def fill_measurements(run, start, end, exit_code, timed_out, stdout, stderr) -> 
 
 # --------------------------------------------------------------------------- the suite
 def schedule(impls: list[Impl], ranks: list[int], repeats: int):
-    """Round-robin: each repeat runs every (ranks, impl) once, in the same order.
+    """Round-robin: each repeat runs every (ranks, impl) once.
 
-    An implementation is left out at rank counts below its ``min_ranks``.
+    Within a repeat the implementations at each rank count come in an order
+    of their own, shuffled with the repeat's number as the seed (the same
+    plan every time): a job can leave the machine slower for the next one
+    (its processes' memory freed, MPI's session files removed), and in a
+    fixed order one implementation would always follow the same one. An
+    implementation is left out at rank counts below its ``min_ranks``.
     """
     for repeat in range(repeats):
+        order = random.Random(repeat)
         for n in ranks:
-            for impl in impls:
+            for impl in order.sample(impls, len(impls)):
                 if n >= impl.min_ranks:
                     yield repeat, n, impl
 
