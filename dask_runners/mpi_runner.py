@@ -96,7 +96,7 @@ class MPIRunner(BaseRunner):
         self.job = self._exchange_hosts(job_context(numbering=(self.rank, self.world_size), numbered_by="mpi"))
         self.scheduler_file = None
         if scheduler_file is not None:
-            from .transport.scheduler_file import scheduler_file_path  # only a job that asks for a file loads it
+            from .transport.scheduler_file import scheduler_file_path
 
             self.scheduler_file = scheduler_file_path(scheduler_file, self.job, os.environ)
         if not self.scheduler and self.scheduler_file is None and scheduler_address is None:
@@ -122,14 +122,17 @@ class MPIRunner(BaseRunner):
         return JobCredentials.generate() if rank == self.scheduler_rank else None
 
     def _transport_for(self, scheduler_address: str | None) -> Transport:
-        from .transport.scheduler_file import SchedulerFileTransport
-
         if self.scheduler:
-            file = None if self.scheduler_file is None else SchedulerFileTransport(self.scheduler_file, self.stamp)
+            file = None if self.scheduler_file is None else self._file_transport(self.stamp)
             return BroadcastTransport(self.comm, self.scheduler_rank, also_to=file)
         if self.scheduler_file is not None:  # an existing cluster's file; any complete one
-            return SchedulerFileTransport(self.scheduler_file, None)
+            return self._file_transport(None)
         return FixedAddress(scheduler_address)
+
+    def _file_transport(self, stamp) -> Transport:
+        from .transport.scheduler_file import SchedulerFileTransport  # only a job that asks for a file loads it
+
+        return SchedulerFileTransport(self.scheduler_file, stamp)
 
     def _exchange_hosts(self, job: JobContext) -> JobContext:
         """``job`` completed with the host of every rank of :attr:`comm`."""
