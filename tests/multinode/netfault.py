@@ -118,7 +118,7 @@ class NodeFault:
         assert self.stopped, f"no task {rank} of job {job_id} on {self.node}"
         self.at, self.wall = time.monotonic(), time.time()
 
-    def heal(self, timeout: float = 60.0) -> None:
+    def heal(self, timeout: float = 120.0) -> None:
         """Restore the link, continue stopped tasks, and make sure Slurm counts the node as up again."""
         for proc in self.stopped:
             try:

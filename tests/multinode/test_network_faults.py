@@ -122,7 +122,7 @@ class Run:
 
     def __init__(self, job_dir: Path, node: str, lease: float = LEASE):
         self.job_dir, self.node = job_dir, node
-        wait_for("every node idle", all_idle, 60, 0.5)  # an earlier test's cut node may be completing
+        wait_for("every node idle", all_idle, 120, 0.5)  # an earlier test's cut node may be completing (Slurm took over 60 s once under load)
         self.job_id = submit(job_dir, lease)
         wait_for("the map a tenth done", (job_dir / "fault-now").exists, 120)
         self.fault = NodeFault(node)
