@@ -24,12 +24,12 @@ class Role(str, enum.Enum):
 
 
 class _Ranks(NamedTuple):
-    scheduler: bool
-    client: bool
-    scheduler_rank: int
-    client_rank: int
-    exclusive_workers: bool
-    min_workers: int
+    scheduler: bool = True
+    client: bool = True
+    scheduler_rank: int = 0
+    client_rank: int | None = None
+    exclusive_workers: bool = True
+    min_workers: int = 1
 
 
 class RankLayout(_Ranks):
@@ -65,18 +65,12 @@ class RankLayout(_Ranks):
 
     # A named tuple, not a dataclass: a dataclass generates and compiles its
     # methods as its module is imported, on every rank.
-    def __new__(
-        cls,
-        scheduler: bool = True,
-        client: bool = True,
-        scheduler_rank: int = 0,
-        client_rank: int | None = None,
-        exclusive_workers: bool = True,
-        min_workers: int = 1,
-    ) -> RankLayout:
-        if client_rank is None:
-            client_rank = 1 if scheduler and scheduler_rank == 0 else 0  # the lowest rank that is free
-        return super().__new__(cls, scheduler, client, scheduler_rank, client_rank, exclusive_workers, min_workers)
+    def __new__(cls, *args, **kwargs) -> RankLayout:
+        layout = super().__new__(cls, *args, **kwargs)
+        if layout.client_rank is None:
+            lowest_free = 1 if layout.scheduler and layout.scheduler_rank == 0 else 0
+            layout = layout._replace(client_rank=lowest_free)
+        return layout
 
     @property
     def shared_rank(self) -> int | None:
