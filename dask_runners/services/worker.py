@@ -20,6 +20,7 @@ from distributed import Nanny, Worker
 from distributed.core import Status
 from distributed.utils import import_term
 
+from ..cadence import worker_cadence
 from ..config import user_path
 from ..channel import ControlChannel
 from ..control import StopOrder
@@ -183,7 +184,11 @@ class WorkerSpec:
             options.setdefault("security", security)
         ours = [QuietExit(self.quiet_deadline), *plugins] + ([] if self.setup is None else [self.setup])
         options["plugins"] = (*options.get("plugins", ()), *ours)
-        return worker_class(address, **options)
+        cadence = worker_cadence()
+        if not self.runs_in_process:  # a nanny's worker process is made under the nanny's config argument
+            options["config"] = {**cadence, **options.get("config", {})}
+        with dask.config.set(cadence):
+            return worker_class(address, **options)
 
 
 class ColocatedWorker:

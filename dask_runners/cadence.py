@@ -1,0 +1,86 @@
+"""How often a worker rank's worker does its periodic work, spaced out for packed nodes.
+
+A ``distributed.Worker`` with nothing to do still wakes its event loop about
+a hundred times a second: it samples its threads for the task profiler every
+``distributed.worker.profile.interval`` (10 ms) and checks that its loop is
+not blocked every ``distributed.admin.tick.interval`` (20 ms). That is about
+30 ms of CPU per second per worker (docs/benchmarks.rst). Alone on a node,
+nobody notices; with dozens of worker ranks on a node, the idle workers
+take whole cores from the ranks that start, compute and stop.
+
+A worker rank's worker is made with these two intervals spaced out (the
+dask config keys ``runners.worker-cadence.*``), which brings an idle worker
+to about a quarter of that CPU. The task profiles on the dashboard are then
+coarser: a sample every 100 ms instead of every 10 ms, which still shows
+where tasks of a second or more spend their time.
+
+The user's own setting always wins: a distributed key that differs from
+distributed's default is left as it is. A ``runners.worker-cadence`` key set
+to ``None`` keeps distributed's value for its interval. Only the worker is
+made under these settings: the scheduler, the client and everything else in
+the process keep distributed's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.config
+from dask.utils import parse_timedelta
+
+from .exceptions import ConfigurationError
+
+#: Each ``runners.worker-cadence`` key, and the distributed key it sets.
+DISTRIBUTED_KEYS: dict[str, str] = {
+    "profile": "distributed.worker.profile.interval",
+    "tick": "distributed.admin.tick.interval",
+}
+
+
+def worker_cadence() -> dict[str, object]:
+    """The distributed config a worker rank's worker is made under.
+
+    Returns
+    -------
+    dict
+        The distributed keys to set, with the value of their
+        ``runners.worker-cadence`` key; a key the user has set (to anything
+        but distributed's default), or whose ``runners.worker-cadence`` key
+        is ``None``, is left out.
+
+    Raises
+    ------
+    ConfigurationError
+        A ``runners.worker-cadence`` key is not a time above 0.
+    """
+    settings = {}
+    for name, key in DISTRIBUTED_KEYS.items():
+        ours = dask.config.get(f"runners.worker-cadence.{name}")
+        if ours is None or _user_set(key):
+            continue
+        _check_interval(ours, f"runners.worker-cadence.{name}")
+        settings[key] = ours
+    return settings
+
+
+def _user_set(key: str) -> bool:
+    """Whether ``key``'s value differs from the default distributed ships."""
+    shipped = dask.config.get(key, config=dask.config.merge(*dask.config.defaults))
+    return _milliseconds(dask.config.get(key)) != _milliseconds(shipped)
+
+
+def _milliseconds(value) -> float:
+    """A distributed interval in milliseconds: a bare number is milliseconds, as distributed reads these keys."""
+    try:
+        return float(parse_timedelta(value, default="ms")) * 1000
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return math.nan
+
+
+def _check_interval(value, key: str) -> None:
+    milliseconds = _milliseconds(value)
+    if not math.isfinite(milliseconds) or milliseconds <= 0:
+        raise ConfigurationError(
+            f"the dask config key {key} is {value!r}: it must be a time above 0 with a unit, "
+            "such as '100ms' (a bare number is milliseconds), or None for distributed's own value"
+        )
