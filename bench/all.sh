@@ -10,3 +10,4 @@ python bench/faults.py --out "$out" --publish
 python bench/scaling.py --out "$out" --publish
 python bench/mpi_discovery.py --out "$out" --publish
 python bench/fsops.py --strace --out "$out" --publish
+python bench/idle_worker.py --out "$out" --publish
