@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import dask.config
+import distributed.config  # noqa: F401  (registers distributed's defaults, which tell a user's setting apart)
 from dask.utils import parse_timedelta
 
 from .exceptions import ConfigurationError
@@ -53,20 +54,16 @@ def worker_cadence() -> dict[str, object]:
     ConfigurationError
         A ``runners.worker-cadence`` key is not a time above 0.
     """
+    shipped = dask.config.merge(*dask.config.defaults)
     settings = {}
     for name, key in DISTRIBUTED_KEYS.items():
         ours = dask.config.get(f"runners.worker-cadence.{name}")
-        if ours is None or _user_set(key):
+        user_set = _milliseconds(dask.config.get(key)) != _milliseconds(dask.config.get(key, config=shipped))
+        if ours is None or user_set:
             continue
         _check_interval(ours, f"runners.worker-cadence.{name}")
         settings[key] = ours
     return settings
-
-
-def _user_set(key: str) -> bool:
-    """Whether ``key``'s value differs from the default distributed ships."""
-    shipped = dask.config.get(key, config=dask.config.merge(*dask.config.defaults))
-    return _milliseconds(dask.config.get(key)) != _milliseconds(shipped)
 
 
 def _milliseconds(value) -> float:
