@@ -3,14 +3,14 @@
 A ``distributed.Worker`` with nothing to do still wakes its event loop about
 a hundred times a second: it samples its threads for the task profiler every
 ``distributed.worker.profile.interval`` (10 ms) and checks that its loop is
-not blocked every ``distributed.admin.tick.interval`` (20 ms). That is about
-30 ms of CPU per second per worker (docs/benchmarks.rst). Alone on a node,
-nobody notices; with dozens of worker ranks on a node, the idle workers
-take whole cores from the ranks that start, compute and stop.
+not blocked every ``distributed.admin.tick.interval`` (20 ms). Alone on a
+node, nobody notices; with dozens of worker ranks on a node, the idle
+workers take whole cores from the ranks that start, compute and stop
+(measured in docs/benchmarks.rst).
 
 A worker rank's worker is made with these two intervals spaced out (the
-dask config keys ``runners.worker-cadence.*``), which brings an idle worker
-to about a quarter of that CPU. The task profiles on the dashboard are then
+dask config keys ``runners.worker-cadence.*``), which cuts most of what an
+idle worker costs. The task profiles on the dashboard are then
 coarser: a sample every 100 ms instead of every 10 ms, which still shows
 where tasks of a second or more spend their time.
 

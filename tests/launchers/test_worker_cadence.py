@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ..launch import PYTHON, launch, need, slurm_is_up, write_script
+from ..launch import PYTHON, launch, need, slurm_is_up, task_ends, write_script
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
@@ -59,3 +59,15 @@ def test_none_restores_distributeds_interval(job_dir):
 def test_a_nannys_worker_runs_at_the_same_cadence(job_dir):
     found = intervals_of(job_dir, options='worker_class="distributed.Nanny"')
     assert found["workers"] == [{"tick": 200, "profile": 100}] * 2, found
+
+
+def test_a_bad_interval_ends_every_rank_with_exit_1_and_names_the_key(job_dir):
+    script = write_script(job_dir, SCRIPT.format(options=""))
+    result = launch(["srun", "-n", "4", PYTHON, str(script)], job_dir,
+                    env={"DASK_RUNNERS__WORKER_CADENCE__TICK": "soon"})
+    assert result.returncode == 1, result.report()
+    ends = task_ends(result.stderr)
+    assert set(ends) == {0, 1, 2, 3} and set(ends.values()) == {"Exited with exit code 1"}, result.report()
+    assert "the dask config key runners.worker-cadence.tick is 'soon'" in result.stderr, result.report()
+    assert result.seconds < 30, result.report()
+    assert result.leftovers == [], result.report()
