@@ -83,8 +83,10 @@ def test_scheduler_rank_killed_raises_in_the_client_code_within_seconds(job_dir)
     assert timing("scheduler killed: client interrupted", interrupted - killed) < 0.2, (interrupted - killed, result.report())
     for rank in (2, 3):
         assert WORKER_LEFT.search(rank_log(job_dir, rank)), (rank, result.report())
-    # every rank gone: 0.17-0.25 s from the KILLING line to srun's return in 5 runs
-    assert timing("scheduler killed: srun returned", result.after_signal) < 0.7, result.report()
+    # every rank gone: 0.17-0.25 s from the KILLING line to srun's return in 5 runs (2026-12-02),
+    # 0.13-0.41 s in 18 runs under distributed 2025.4.0 (2026-12-04); 0.72 s once in a CI run that
+    # day, where the client rank's Client was still retrying its connection 0.33 s after the loss
+    assert timing("scheduler killed: srun returned", result.after_signal) < 1.5, result.report()
     assert result.leftovers == [], result.report()
     assert_no_scheduler_file(job_dir)  # the client rank removed it: the scheduler rank could not
 
