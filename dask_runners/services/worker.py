@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 
 import dask.config
 from distributed import Nanny, Worker
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: A worker in these has begun to close (or has failed to start, and closed).
 CLOSING = (Status.closing, Status.closed, Status.failed)
+#: How often a nanny's start is looked at while its worker process is made (distributed polls its own at 50 ms).
+NANNY_START_POLL = 0.05
 
 
 def node_local_directory(environ=None) -> str:
@@ -107,6 +110,29 @@ async def close_worker(worker, log_prefix: str, deadline: float) -> None:
         logger.warning(
             "%s: the worker did not close within %.0f s (runners.timeouts.shutdown); leaving anyway", log_prefix, deadline
         )
+
+
+async def end_nanny_start(nanny: Nanny, starting: asyncio.Future, deadline: float) -> None:
+    """End a nanny's start by ending the worker process it starts; wait at most ``deadline`` seconds.
+
+    A nanny's start must not be cancelled once it has made its worker
+    process: distributed's ``WorkerProcess.kill`` then finds the process
+    still ``starting`` and fails an assertion, so the nanny cannot close.
+    Ended from outside, the worker process makes the start return, and the
+    nanny closes itself; told first to close gracefully, it does not start
+    the process again. Before it makes the worker process (``nanny.process``
+    is ``None``), the start may be cancelled.
+    """
+    until = time.monotonic() + deadline
+    if nanny.process is not None:
+        nanny.close_gracefully(reason="dask-runners: the job stopped while the nanny started")
+    while nanny.process is not None and not starting.done() and (left := until - time.monotonic()) > 0:
+        child = nanny.process.process
+        if child is None:  # made, not yet started: it starts on the loop's next turn
+            await asyncio.wait([starting], timeout=min(left, NANNY_START_POLL))
+            continue
+        await child.terminate()  # queued after its start, so it waits for the child to exist
+        await asyncio.wait([starting], timeout=max(until - time.monotonic(), 0))
 
 
 class WorkerSpec:
@@ -304,6 +330,8 @@ class WorkerService:
             return True
         if not starting.done() and server.status in CLOSING:
             await asyncio.wait([starting], timeout=self.shutdown_timeout)
+        if not starting.done() and isinstance(server, Nanny):
+            await end_nanny_start(server, starting, self.shutdown_timeout)
         if starting.done():
             starting.exception()  # the stop order explains a failed start; it is no error of its own
             return False

@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from ..launch import PYTHON, launch, need, slurm_is_up, standard_script, task_ends, timing, write_script
+from ..launch import (
+    PYTHON, launch, need, rank_log, rank_logs_env, slurm_is_up, standard_script, task_ends, timing, write_script,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
@@ -33,6 +35,44 @@ def test_nanny_workers_run_clean(job_dir):
     result = srun(4, script, job_dir)
     result.assert_clean_success()
     assert "RESULT workers 2" in result.stdout
+
+
+SLOW_WORKER_START = """\
+import os
+import pathlib
+import time
+
+def dask_setup(worker):
+    pathlib.Path({job_dir!r}, f"starting-{{os.getpid()}}").touch()
+    time.sleep(60)
+"""
+
+ENDS_WHILE_THE_WORKERS_START = """\
+import pathlib
+import time
+from dask.distributed import Client
+from dask_runners import SLURMRunner
+
+with SLURMRunner(worker_class="distributed.Nanny") as runner:
+    with Client(runner):
+        deadline = time.monotonic() + 60
+        while len(list(pathlib.Path(__file__).parent.glob("starting-*"))) < 2:
+            assert time.monotonic() < deadline, "the worker processes did not start"
+            time.sleep(0.05)
+"""
+
+
+def test_a_job_that_ends_while_its_nannies_start_them_ends_clean_and_quickly(job_dir):
+    # Each nanny's worker process takes a minute to start (a preload sleeps), and the
+    # client code ends once both are in it; cancelled there, a nanny could not close.
+    preload = write_script(job_dir, SLOW_WORKER_START.format(job_dir=str(job_dir)), name="slow_start.py")
+    env = {**rank_logs_env(job_dir), "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(preload)])}
+    script = write_script(job_dir, ENDS_WHILE_THE_WORKERS_START)
+    result = launch(["srun", "-n", "4", PYTHON, str(script)], job_dir, env=env)
+    result.assert_clean_success()
+    assert timing("nanny start ended", result.seconds) < 15, result.report()
+    for rank in (2, 3):
+        assert "the job stopped while the nanny started" in rank_log(job_dir, rank), result.report()
 
 
 def test_failing_body_prints_one_traceback_and_fails_the_step_quickly(job_dir):
