@@ -164,11 +164,11 @@ async def start_our_scheduler(credentials, n_workers: int, timeouts) -> StartedS
 
 def shared_job_tls(credentials):
     """Per-job TLS (:class:`~dask_runners.security.TLSChoice`) with the benchmark's credentials instead of new ones."""
-    from dask_runners.security import TLSChoice, prepare_to_accept_tls
+    from dask_runners.security import TLSChoice
 
     class SharedJobTLS(TLSChoice):
         def for_scheduler(self):
-            prepare_to_accept_tls()  # what the scheduler rank does with credentials of its own
+            self.prepare_to_serve()  # what the scheduler rank does with credentials of its own
             return credentials.security(), credentials
 
     return SharedJobTLS(per_job=True)

@@ -428,7 +428,7 @@ class BaseRunner(SyncMethodMixin):
             hosted = asyncio.ensure_future(serving)  # closes after the client code, as the last rank leaves
         else:
             if role is Role.worker and self._worker_spec().runs_in_process:
-                tls.prepare_worker(self.job)
+                tls.prepare_to_serve()
             discovered = self._carrier.discover()
             self.contact = await self._within_discovery_deadline(discovered, f"waiting for {self._carrier.describe()}")
             self.security = tls.for_contact(self.contact)

@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 from typing import NamedTuple
 
 import dask.config
-import tornado.netutil
 from distributed import Security
 
 from .certificate import self_signed
-from .sizing import owns_a_core
+from .deferred_store import defer_certificate_store
 
 logger = logging.getLogger(__name__)
 
@@ -100,23 +98,6 @@ class JobSecurity(Security):
         return _contexts[key]
 
 
-def prepare_to_accept_tls() -> None:
-    """Load what tornado needs for its first accepted TLS connection, in a thread.
-
-    The first time a tornado server accepts a TLS connection in a process,
-    tornado builds its default client context, which loads the system's
-    certificate store: CPU work on the event loop of the scheduler just as the
-    workers connect, and of a worker just as the client fetches its first
-    result (the benchmarks page has the cost). OpenSSL loads the store
-    without the GIL, so a thread does it beside the scheduler's start, or
-    while a worker rank waits for the scheduler's address. The context
-    itself goes unused (the job's own are used).
-    """
-    defaults = getattr(tornado.netutil, "_client_ssl_defaults", None)
-    if callable(defaults):
-        threading.Thread(target=defaults, name="dask-runners-tls-warmup", daemon=True).start()
-
-
 class TLSChoice:
     """How the job's connections are secured: decided once per process.
 
@@ -155,21 +136,18 @@ class TLSChoice:
 
     def for_scheduler(self) -> tuple[Security | None, JobCredentials | None]:
         """On the scheduler rank: the ``Security`` to serve with, and the credentials to publish."""
+        self.prepare_to_serve()
         if self.given is not None or not self.per_job:
             return self.given, None
-        prepare_to_accept_tls()
         credentials = self.made or JobCredentials.generate()
         return credentials.security(), credentials
 
-    def prepare_worker(self, job) -> None:
-        """On a worker rank whose worker runs in this process, before it waits for the scheduler's address.
-
-        Only where the rank has a CPU of its own (``job``'s ranks on the node
-        do not outnumber its CPUs): the thread then runs on it while the rank
-        waits; on an oversubscribed node it would slow the ranks still starting.
-        """
-        if (self.per_job or self.given is not None) and owns_a_core(job):
-            prepare_to_accept_tls()
+    def prepare_to_serve(self) -> None:
+        """In a process about to accept the job's connections (the scheduler, a worker in the rank's
+        own process): where they are TLS, tornado's unused default client context is deferred
+        (:mod:`dask_runners.deferred_store`)."""
+        if self.per_job or self.given is not None:
+            defer_certificate_store()
 
     def for_contact(self, contact) -> Security | None:
         """On the other ranks: the ``Security`` to reach the scheduler of ``contact`` with."""

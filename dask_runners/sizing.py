@@ -145,19 +145,6 @@ def node_share(job=None, environ: Mapping[str, str] | None = None, *, affinity: 
     return NodeShare(memory // ranks, max(nthreads, 1), memory, source, ranks)
 
 
-def owns_a_core(job=None, environ: Mapping[str, str] | None = None, *, affinity: set[int] | None = None,
-                machine_cpus: int | None = None) -> bool:
-    """Whether the launch has a CPU for each of its ranks on this node (it is not oversubscribed).
-
-    Work a rank does in a thread while it waits is then free: it runs on the
-    rank's own CPU. On an oversubscribed node it takes CPU from ranks still starting.
-    """
-    env = os.environ if environ is None else environ
-    ranks = _ranks_on_node(job)
-    cpus = max(len(os.sched_getaffinity(0) if affinity is None else affinity), _slurm_cpus_on_node(env) or 0)
-    return ranks <= min(cpus, machine_cpus or os.cpu_count() or cpus)
-
-
 def _ranks_on_node(job) -> int:
     """How many of the launch's ranks share this node (1 when ``job`` does not say)."""
     return max(getattr(job, "local_world_size", None) or 1, 1)

@@ -8,9 +8,11 @@ cluster.
 """
 
 import asyncio
+import inspect
 import ssl
 
 import pytest
+import tornado.iostream
 import tornado.netutil
 from distributed import Client, Scheduler, Worker
 
@@ -32,14 +34,14 @@ def test_each_tls_context_is_built_once_through_distributeds_private_hook():
     assert server.num_tickets == 0  # set by our override on server contexts only
 
 
-def test_tornados_client_context_can_be_built_ahead_of_the_first_tls_accept():
-    """``prepare_to_accept_tls`` calls tornado's private ``_client_ssl_defaults`` in a
-    thread: useful only while tornado builds that context once and keeps it."""
-    defaults = getattr(tornado.netutil, "_client_ssl_defaults", None)
-    if callable(defaults):
-        assert defaults() is defaults()
-    else:  # older tornado builds it at import: nothing to prepare
-        assert isinstance(defaults, ssl.SSLContext)
+def test_tornados_streams_take_their_default_client_context_from_a_function_that_keeps_it():
+    """``defer_certificate_store`` replaces tornado's private ``_client_ssl_defaults`` in
+    ``tornado.iostream``, where ``SSLIOStream`` looks it up at each construction: useful only
+    while tornado builds that context in this function, once, and keeps it."""
+    defaults = tornado.netutil._client_ssl_defaults
+    assert isinstance(defaults(), ssl.SSLContext) and defaults() is defaults()
+    assert callable(tornado.iostream._client_ssl_defaults)
+    assert "_client_ssl_defaults()" in inspect.getsource(tornado.iostream.SSLIOStream.__init__)
 
 
 @pytest.mark.asyncio

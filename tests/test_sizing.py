@@ -3,7 +3,7 @@
 import pytest
 
 from dask_runners.job import JobContext
-from dask_runners.sizing import MIB, cgroup_memory_limit, node_share, owns_a_core
+from dask_runners.sizing import MIB, cgroup_memory_limit, node_share
 
 GIB = 1 << 30
 
@@ -100,19 +100,3 @@ def test_no_cgroup_limit_is_none(tmp_path):
     proc, root = _cgroup_tree(tmp_path, 2, {"": "max", "slurm/uid_0/job_7/step_0/task_1": "max"})
     assert cgroup_memory_limit(proc, root) is None
     assert cgroup_memory_limit(str(tmp_path / "missing"), root) is None
-
-
-class _Job:
-    def __init__(self, local_world_size):
-        self.local_world_size = local_world_size
-
-
-def test_a_rank_owns_a_core_unless_its_node_is_oversubscribed():
-    four_cpus = {0, 1, 2, 3}
-    assert owns_a_core(_Job(4), {}, affinity=four_cpus, machine_cpus=4)
-    assert not owns_a_core(_Job(16), {}, affinity=four_cpus, machine_cpus=4)
-    # Slurm's CPUs on the node count when the rank is bound to fewer of them.
-    assert owns_a_core(_Job(2), {"SLURM_CPUS_ON_NODE": "2"}, affinity={0}, machine_cpus=4)
-    # The emulated nodes of one machine: Slurm says 4 CPUs, the machine has 2.
-    assert not owns_a_core(_Job(4), {"SLURM_CPUS_ON_NODE": "4"}, affinity={0, 1}, machine_cpus=2)
-    assert owns_a_core(None, {}, affinity={0}, machine_cpus=1)

@@ -9,7 +9,7 @@ import pytest
 
 from dask_runners.security import JobCredentials
 
-from ..launch import PYTHON, launch, need, slurm_is_up, write_script
+from ..launch import PYTHON, launch, write_script
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -90,11 +90,6 @@ with SLURMRunner() as runner:
         assert client.submit(lambda x: x + 1, 10).result() == 11
         print("STILL SERVING", flush=True)
 """
-
-
-@pytest.fixture
-def slurm():
-    need(slurm_is_up(), "a running Slurm (ci/start-slurm.sh)")
 
 
 def test_only_the_jobs_own_processes_get_in(job_dir, slurm):
