@@ -58,6 +58,20 @@ class Launcher:
     name: str
     argv: Callable[[int], list[str]]  # ranks -> command prefix
     env: dict = dataclasses.field(default_factory=dict)
+    #: The most ranks one launch can start, or None for no limit: a step of more tasks than
+    #: the Slurm cluster has CPUs never starts without --overcommit (srun waits for them).
+    capacity: Callable[[], int | None] = lambda: None
+
+
+def slurm_cpus(env: dict | None = None) -> int | None:
+    """The CPUs of the Slurm cluster that ``srun`` reaches (``sinfo``'s total), or None if it cannot say."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, timeout=10,
+                             env={**os.environ, **(env or {})})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    totals = [int(line.split("/")[-1]) for line in out.stdout.split() if line.count("/") == 3]
+    return max(totals) if out.returncode == 0 and totals else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +92,7 @@ class Impl:
         return [*self.launcher.argv(ranks), sys.executable, str(WORKLOADS / self.script)]
 
 
-SRUN = Launcher("srun", lambda n: ["srun", "-n", str(n)])
+SRUN = Launcher("srun", lambda n: ["srun", "-n", str(n)], capacity=slurm_cpus)
 MPIRUN = Launcher(
     "mpirun", lambda n: ["mpirun", "--oversubscribe", "-n", str(n)], OPENMPI_ENV
 )
@@ -415,7 +429,7 @@ def fill_measurements(run, start, end, exit_code, timed_out, stdout, stderr) -> 
 
 
 # --------------------------------------------------------------------------- the suite
-def schedule(impls: list[Impl], ranks: list[int], repeats: int):
+def schedule(impls: list[Impl], ranks: list[int], repeats: int, capacity: dict | None = None):
     """Round-robin: each repeat runs every (ranks, impl) once.
 
     Within a repeat the implementations at each rank count come in an order
@@ -423,19 +437,27 @@ def schedule(impls: list[Impl], ranks: list[int], repeats: int):
     plan every time): a job can leave the machine slower for the next one
     (its processes' memory freed, MPI's session files removed), and in a
     fixed order one implementation would always follow the same one. An
-    implementation is left out at rank counts below its ``min_ranks``.
+    implementation is left out at rank counts below its ``min_ranks``, and
+    above its launcher's ``capacity`` (a launcher name's most ranks, in
+    ``capacity``).
     """
+    capacity = capacity or {}
     for repeat in range(repeats):
         order = random.Random(repeat)
         for n in ranks:
             for impl in order.sample(impls, len(impls)):
-                if n >= impl.min_ranks:
+                if impl.min_ranks <= n <= (capacity.get(impl.launcher.name) or n):
                     yield repeat, n, impl
 
 
 def run_suite(impls, ranks, repeats, timeout, log_dir, source: Source) -> list[Run]:
     runs = []
-    plan = list(schedule(impls, ranks, repeats))
+    capacity = {name: launcher.capacity() for name, launcher in {i.launcher.name: i.launcher for i in impls}.items()}
+    for name, most in sorted(capacity.items()):
+        if most is not None and max(ranks) > most:
+            print(f"{name}: no launch of more than {most} ranks (its Slurm has {most} CPUs); "
+                  f"{[n for n in ranks if n > most]} left out", flush=True)
+    plan = list(schedule(impls, ranks, repeats, capacity))
     for i, (repeat, n, impl) in enumerate(plan, 1):
         run = run_once(impl, n, repeat, timeout, log_dir, source)
         runs.append(run)
