@@ -9,11 +9,17 @@ distributed, the runner's import, ``MPI_Init`` done (``mpirun``) or the
 runner made (``srun``), the scheduler's contact received, the worker built,
 started and closing, the process's end. For each milestone it reports when
 the median and the last worker rank reached it (seconds since launch), and
-the CPU a worker rank spent on each step::
+the CPU a worker rank spent on each step, and the CPU of all the job's ranks::
 
     python bench/phases.py --ranks 16 64 --repeat 3
     python bench/phases.py --launchers srun mpirun --ranks 4 16 --repeat 3
     python bench/phases.py --ranks 16 --repeat 3 --publish   # also docs/data/phases-<UTC start>.md
+    python bench/phases.py --launchers srun mpirun --ranks 4 --repeat 9 --baseline main   # before/after
+
+``--baseline REF`` also runs ours as the package was at git ``REF``
+(``ours_slurm_base``, ``ours_mpi_base``), interleaved: CPU, unlike wall
+time, hardly moves with the machine's load, so a change of a few
+milliseconds per rank shows in a few repeats.
 
 The package is a byte-compiled snapshot, as in bench/run.py.
 """
@@ -65,7 +71,8 @@ def run_once(impl: bench.Impl, ranks: int, source: bench.Source, timeout: float)
         launched = time.time()
         env = {
             **os.environ, **source.env, **impl.launcher.env, **impl.env, **bench.agreed_in_advance(impl),
-            "PHASES_OUT": str(stamps), "PHASES_LAUNCHED": repr(launched), "PHASES_FAMILY": impl.family,
+            "PHASES_OUT": str(stamps), "PHASES_LAUNCHED": repr(launched),
+            "PHASES_FAMILY": "ours" if impl.family == "ours-base" else impl.family,
             "PHASES_RUNNER": RUNNERS[impl.launcher.name], bench.TAG_VAR: tag,
         }
         env["PYTHONPATH"] = os.pathsep.join([str(bench.WORKLOADS), env.get("PYTHONPATH", "")])
@@ -122,6 +129,7 @@ def summarize(runs: list[dict], launcher: str) -> dict:
         "marks": marks,
         "cpu": cpu,
         "worker cpu": statistics.median(statistics.median(s["exit"][1] for s in _workers(run)) for run in runs),
+        "job cpu": statistics.median(sum(s["exit"][1] for s in run["ranks"].values()) for run in runs),
         "serving CPU per second": statistics.median(
             statistics.median(_serving_rate(s) for s in _workers(run)) for run in runs
         ),
@@ -180,6 +188,7 @@ def report(results: dict, failures: list[str], repeat: int, started: datetime.da
             lines.append(f"| {label} | " + " | ".join(f"{by_impl[n][key]:.2f} | " for n in names) + " |")
         lines.append("| CPU per worker rank, s | " + " | ".join(f" | {by_impl[n]['worker cpu']:.3f}" for n in names)
                      + " |")
+        lines.append("| CPU of all ranks, s | " + " | ".join(f" | {by_impl[n]['job cpu']:.3f}" for n in names) + " |")
         lines.append("| worker rank's CPU while its worker serves, ms per s | "
                      + " | ".join(f" | {1e3 * by_impl[n]['serving CPU per second']:.1f}" for n in names) + " |")
         lines.append("")
@@ -197,6 +206,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=bench.BENCH_DIR / "results")
     parser.add_argument("--publish", action="store_true",
                         help="also copy the report to docs/data/phases-<UTC start>.md")
+    parser.add_argument("--baseline", metavar="GIT_REF",
+                        help="also run ours as the package was at GIT_REF (NAME_base), interleaved")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -204,12 +215,18 @@ def main() -> int:
     results, failures = {}, []
     try:
         source = bench.Source.snapshot(snapshot)
+        impls = {launcher: dict(by_name) for launcher, by_name in IMPLS.items()}
+        if args.baseline:
+            (snapshot / "baseline").mkdir()
+            baseline = bench.Source.baseline(args.baseline, snapshot / "baseline")
+            for by_name in impls.values():
+                by_name.update({i.name: i for i in baseline.as_baseline_of(list(by_name.values()))})
         for launcher in args.launchers:
             for ranks in args.ranks:
-                runs = {name: [] for name in IMPLS[launcher]}
+                runs = {name: [] for name in impls[launcher]}
                 try:
                     for _ in range(args.repeat):
-                        for name, impl in IMPLS[launcher].items():
+                        for name, impl in impls[launcher].items():
                             runs[name].append(run_once(impl, ranks, source, args.timeout))
                 except RunFailed as e:  # the other points still run
                     failures.append(str(e).splitlines()[0])
