@@ -427,7 +427,7 @@ class BaseRunner(SyncMethodMixin):
                 return await serving
             hosted = asyncio.ensure_future(serving)  # closes after the client code, as the last rank leaves
         else:
-            if role is Role.worker and self._worker_spec().runs_in_process:
+            if role is Role.worker:  # its worker, or its nanny, accepts connections in this process
                 tls.prepare_to_serve()
             discovered = self._carrier.discover()
             self.contact = await self._within_discovery_deadline(discovered, f"waiting for {self._carrier.describe()}")

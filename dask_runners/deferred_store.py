@@ -25,6 +25,7 @@ from typing import Callable
 
 import tornado.iostream
 import tornado.netutil
+from distributed import WorkerPlugin
 
 
 class DeferredStoreContext(ssl.SSLContext):
@@ -86,3 +87,17 @@ def defer_certificate_store() -> bool:
     deferred_client_ssl_defaults.defers_store = True
     tornado.iostream._client_ssl_defaults = deferred_client_ssl_defaults
     return True
+
+
+class DeferStoreInWorkerProcess(WorkerPlugin):
+    """Defers the store in a worker's own process: the one a ``distributed.Nanny`` starts.
+
+    The runner defers it in the ranks' own processes; a nanny's worker
+    process is a new interpreter, so the worker does it as it starts, before
+    the client or another worker connects to it for data.
+    """
+
+    name = "dask-runners-defer-certificate-store"
+
+    def setup(self, worker) -> None:
+        defer_certificate_store()

@@ -143,9 +143,9 @@ class TLSChoice:
         return credentials.security(), credentials
 
     def prepare_to_serve(self) -> None:
-        """In a process about to accept the job's connections (the scheduler, a worker in the rank's
-        own process): where they are TLS, tornado's unused default client context is deferred
-        (:mod:`dask_runners.deferred_store`)."""
+        """In a process about to accept the job's connections (the scheduler rank's, a worker rank's
+        with its worker or nanny): where they are TLS, tornado's unused default client context is
+        deferred (:mod:`dask_runners.deferred_store`)."""
         if self.per_job or self.given is not None:
             defer_certificate_store()
 

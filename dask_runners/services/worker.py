@@ -27,6 +27,7 @@ from ..channel import ControlChannel
 from ..control import StopOrder
 from ..exceptions import SchedulerLostError, ShutdownTimeoutError
 from ..dashboard import worker_dashboard_options
+from ..deferred_store import DeferStoreInWorkerProcess
 from ..job import visible_gpus
 from ..logs import CancelledOnPurpose, RankLogging, attach, detach, nanny_child_environ
 from ..sizing import node_share
@@ -209,6 +210,8 @@ class WorkerSpec:
         if security is not None:
             options.setdefault("security", security)
         ours = [QuietExit(self.quiet_deadline), *plugins] + ([] if self.setup is None else [self.setup])
+        if security is not None and not self.runs_in_process:
+            ours.append(DeferStoreInWorkerProcess())
         options["plugins"] = (*options.get("plugins", ()), *ours)
         cadence = worker_cadence()
         if not self.runs_in_process:  # a nanny's worker process is made under the nanny's config argument

@@ -111,22 +111,29 @@ def test_deferring_twice_keeps_the_first_context_and_another_replacement_is_left
 
 
 STORE_IN_RANKS = """\
-import tornado.netutil
+import os, sys, tornado.netutil
 from dask.distributed import Client
 from dask_runners import SLURMRunner
 
 def store_built():
-    return tornado.netutil._client_ssl_defaults.cache_info().currsize
+    return os.getpid(), tornado.netutil._client_ssl_defaults.cache_info().currsize
 
-with SLURMRunner() as runner:
+with SLURMRunner(worker_options={{"nthreads": 1}}, worker_class="{worker_class}") as runner:
     with Client(runner) as client:
         client.wait_for_workers(runner.n_workers)
         assert client.submit(lambda x: x + 1, 10).result() == 11  # fetched from a worker: it accepted
-        print("WORKERS", sorted(client.run(store_built).values()), "SCHEDULER", client.run_on_scheduler(store_built))
+        workers = client.run(store_built)
+        built = [b for _, b in workers.values()]
+        if "{worker_class}" == "distributed.Nanny":  # the nannies: in the ranks' own processes
+            built += [b for _, b in client.run(store_built, nanny=True).values()]
+        print("PROCESSES", len({{p for p, _ in workers.values()}}), "BUILT", built,
+              "SCHEDULER", client.run_on_scheduler(store_built)[1])
 """
 
 
-def test_no_rank_of_a_tls_job_loads_the_system_store(job_dir, slurm):
-    result = launch(["srun", "-n", "4", PYTHON, write_script(job_dir, STORE_IN_RANKS)], job_dir)
+@pytest.mark.parametrize("worker_class, built", [("distributed.Worker", [0, 0]), ("distributed.Nanny", [0, 0, 0, 0])])
+def test_no_process_of_a_tls_job_loads_the_system_store(job_dir, slurm, worker_class, built):
+    script = write_script(job_dir, STORE_IN_RANKS.format(worker_class=worker_class))
+    result = launch(["srun", "-n", "4", PYTHON, script], job_dir)
     result.assert_clean_success()
-    assert "WORKERS [0, 0] SCHEDULER 0" in result.stdout, result.report()
+    assert f"PROCESSES 2 BUILT {built} SCHEDULER 0" in result.stdout, result.report()
