@@ -63,11 +63,10 @@ class Launcher:
     capacity: Callable[[], int | None] = lambda: None
 
 
-def slurm_cpus(env: dict | None = None) -> int | None:
+def slurm_cpus() -> int | None:
     """The CPUs of the Slurm cluster that ``srun`` reaches (``sinfo``'s total), or None if it cannot say."""
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, timeout=10,
-                             env={**os.environ, **(env or {})})
+        out = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     totals = [int(line.split("/")[-1]) for line in out.stdout.split() if line.count("/") == 3]

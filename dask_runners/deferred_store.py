@@ -68,8 +68,8 @@ class DeferredStoreContext(ssl.SSLContext):
 def defer_certificate_store() -> bool:
     """Give tornado's streams a :class:`DeferredStoreContext` as their default client context.
 
-    Called by a process before it serves TLS (the scheduler rank, and a
-    worker rank whose worker runs in it); a second call changes nothing.
+    Called by a process before it serves TLS (the scheduler rank, a worker
+    rank, a nanny's worker process); a second call changes nothing.
     Returns whether tornado's default now defers the load: not when tornado
     does not build its default lazily (``tornado.iostream._client_ssl_defaults``
     is then not a function), nor when something else replaced it.

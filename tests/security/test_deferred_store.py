@@ -39,12 +39,10 @@ asyncio.run(main())
 """
 
 CONNECT = """\
-import asyncio, os, socket, ssl, sys, threading
+import asyncio, socket, ssl, threading
 from tornado.iostream import IOStream
 from dask_runners.deferred_store import defer_certificate_store
-from dask_runners.security import JobCredentials
 
-credentials = JobCredentials.from_dict({"certificate": open("cert.pem").read(), "key": open("key.pem").read()})
 server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 server_context.load_cert_chain("cert.pem", "key.pem")
 listener = socket.create_server(("127.0.0.1", 0))
@@ -111,7 +109,7 @@ def test_deferring_twice_keeps_the_first_context_and_another_replacement_is_left
 
 
 STORE_IN_RANKS = """\
-import os, sys, tornado.netutil
+import os, tornado.netutil
 from dask.distributed import Client
 from dask_runners import SLURMRunner
 
