@@ -24,6 +24,7 @@ from .launchers.placement import (
     remember,
     with_exchange,
 )
+from .mpi_init import initialize_while
 from .security import JobCredentials, TLSChoice
 from .signals import let_signals_end_the_process
 from .transport import FixedAddress, Transport
@@ -85,8 +86,8 @@ class MPIRunner(BaseRunner):
     def __init__(self, *, comm=None, scheduler_file=None, scheduler_address=None, **kwargs):
         super().__init__(**kwargs)
         if comm is None:
-            self._made_credentials = self._credentials_before_mpi_init()
-        from mpi4py import MPI  # registers MPI_Finalize at exit: the hook below runs before it
+            self._initialize_mpi()
+        from mpi4py import MPI  # MPI_Finalize at the end of the exit: the hook below runs before it
 
         self._MPI = MPI
         atexit.register(self._abort_if_the_scheduler_was_lost)
@@ -106,13 +107,30 @@ class MPIRunner(BaseRunner):
             )
         self.transport = self._transport_for(scheduler_address)
 
-    def _credentials_before_mpi_init(self) -> JobCredentials | None:
-        """The job's credentials, made now if the launcher's environment says this rank runs the scheduler.
+    def _initialize_mpi(self) -> None:
+        """Initialize MPI while a thread does the work this rank can do before it knows its peers.
 
-        ``MPI_Init`` returns on every rank once the last one has called it:
-        work done before it, while other ranks still import, is off the path
-        to the first result; after it, the other ranks would wait for it.
+        ``MPI_Init`` returns on every rank once the last one has called it,
+        and mostly waits (:mod:`dask_runners.mpi_init`). Meanwhile the rank
+        that the launcher's environment names as the scheduler's makes the
+        job's credentials, and every rank computes the version report that
+        distributed sends at its first connection (cached for the process).
+        If that work fails, the whole job is aborted.
         """
+        try:
+            self._made_credentials = initialize_while(self._before_peers)
+        except Exception as e:
+            MPI = sys.modules.get("mpi4py.MPI")
+            if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():  # the others wait for this rank
+                self.comm = MPI.COMM_WORLD
+                self.abort_start(e)
+            raise
+
+    def _before_peers(self) -> JobCredentials | None:
+        """The job's credentials if this is the scheduler's rank (by the launcher), after the version report."""
+        from distributed.versions import get_versions
+
+        get_versions()
         if not self.scheduler or not TLSChoice.decide(self._security_option, True).per_job:
             return None
         try:

@@ -44,6 +44,18 @@ def test_tornados_streams_take_their_default_client_context_from_a_function_that
     assert "_client_ssl_defaults()" in inspect.getsource(tornado.iostream.SSLIOStream.__init__)
 
 
+def test_distributed_keeps_the_package_versions_it_reports_for_the_process():
+    """``MPIRunner`` computes ``get_versions()`` while MPI initializes (``mpi_init``): useful
+    while the worker reports it at registration and the package versions, the costly part,
+    are cached for the process."""
+    from distributed import versions
+
+    versions.get_versions()
+    cached = versions._version_cached.cache_info().currsize
+    assert cached >= len(versions.required_packages)
+    assert "get_versions()" in inspect.getsource(Worker._register_with_scheduler)
+
+
 @pytest.mark.asyncio
 async def test_waiting_for_the_workers_of_a_scheduler_the_runner_did_not_start():
     """The poll asks ``Scheduler.identity(n_workers=-1)``, which distributed takes

@@ -230,48 +230,6 @@ def test_a_rank_that_never_makes_its_runner_ends_the_job_at_the_deadline(job_dir
     assert result.leftovers == [], result.report()
 
 
-CREDENTIALS_BEFORE_MPI_INIT = """
-import sys
-
-from distributed import Client
-
-from dask_runners import MPIRunner
-from dask_runners.security import JobCredentials
-
-made_with_mpi_up = []
-generate = JobCredentials.generate.__func__
-
-
-def recording_generate(cls, *args, **kwargs):
-    made_with_mpi_up.append("mpi4py.MPI" in sys.modules)  # mpi4py.MPI's import is MPI_Init
-    return generate(cls, *args, **kwargs)
-
-
-JobCredentials.generate = classmethod(recording_generate)
-
-
-class Reporting(MPIRunner):
-    async def on_scheduler_start(self, scheduler):
-        print("CREDENTIALS MADE", made_with_mpi_up, flush=True)
-
-
-with Reporting() as runner:
-    with Client(runner) as client:
-        assert client.submit(lambda x: x + 1, 1).result() == 2
-"""
-
-
-@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
-def test_the_scheduler_rank_makes_the_credentials_before_mpi_init(job_dir, launcher, request):
-    """Work before MPI_Init is done while the other ranks still import; after it, they would wait for it."""
-    prefix, env = request.getfixturevalue(launcher)
-    script = write_script(job_dir, CREDENTIALS_BEFORE_MPI_INIT)
-    result = launch([*prefix, "3", PYTHON, script], job_dir, env)
-    result.assert_clean_success()
-    # once, on the scheduler rank, and before mpi4py.MPI was imported
-    assert result.stdout.count("CREDENTIALS MADE [False]") == 1, result.report()
-
-
 EXIT_WITHOUT_COLLECTIONS = """
 import atexit
 import gc
