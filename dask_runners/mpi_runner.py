@@ -111,11 +111,12 @@ class MPIRunner(BaseRunner):
         """Initialize MPI while a thread does the work this rank can do before it knows its peers.
 
         ``MPI_Init`` returns on every rank once the last one has called it,
-        and mostly waits (:mod:`dask_runners.mpi_init`). Meanwhile the rank
-        that the launcher's environment names as the scheduler's makes the
-        job's credentials, and every rank computes the version report that
-        distributed sends at its first connection (cached for the process).
-        If that work fails, the whole job is aborted.
+        and mostly waits (:mod:`dask_runners.mpi_init`). Meanwhile every rank
+        computes the version report that distributed sends at its first
+        connection (cached for the process), and the rank that the
+        launcher's environment names as the scheduler's makes the job's
+        credentials and builds its TLS contexts. If that work fails, the
+        whole job is aborted.
         """
         try:
             self._made_credentials = initialize_while(self._before_peers)
@@ -127,7 +128,7 @@ class MPIRunner(BaseRunner):
             raise
 
     def _before_peers(self) -> JobCredentials | None:
-        """The job's credentials if this is the scheduler's rank (by the launcher), after the version report."""
+        """The version report; on the scheduler's rank (by the launcher), also the credentials and TLS contexts."""
         from distributed.versions import get_versions
 
         get_versions()
@@ -137,7 +138,11 @@ class MPIRunner(BaseRunner):
             rank = detect().rank
         except LauncherEnvironmentError:  # started without a launcher: MPI says the rank later
             return None
-        return JobCredentials.generate() if rank == self.scheduler_rank else None
+        if rank != self.scheduler_rank:
+            return None
+        credentials = JobCredentials.generate()
+        credentials.security().build_contexts("scheduler")
+        return credentials
 
     def _transport_for(self, scheduler_address: str | None) -> Transport:
         if self.scheduler:

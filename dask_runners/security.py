@@ -97,6 +97,11 @@ class JobSecurity(Security):
             _contexts[key] = context
         return _contexts[key]
 
+    def build_contexts(self, role: str) -> None:
+        """Build now the TLS contexts that ``role`` listens and connects with; they are kept for the process."""
+        self.get_listen_args(role)
+        self.get_connection_args(role)
+
 
 class TLSChoice:
     """How the job's connections are secured: decided once per process.
@@ -110,7 +115,7 @@ class TLSChoice:
         contact carries them to the other ranks.
     made : JobCredentials or None
         Credentials the scheduler rank made already (``MPIRunner`` makes them
-        before ``MPI_Init``); otherwise :meth:`for_scheduler` makes them.
+        while MPI initializes); otherwise :meth:`for_scheduler` makes them.
     """
 
     def __init__(self, given: Security | None = None, per_job: bool = False, made: JobCredentials | None = None):
