@@ -67,7 +67,7 @@ def initialize_while(work: Callable[[], T]) -> T:
         importlib.import_module("mpi4py.MPI")  # MPI_Init, mpi4py's way
         return result
     MPI = _import_without_initializing()
-    init_thread = _c_function(MPI, "MPI_Init_thread")
+    init_thread = _c_init_thread(MPI)
     if MPI.Is_initialized() or init_thread is None:  # initialized by other C code, or no symbol to call
         result = work()
         if not MPI.Is_initialized():
@@ -98,22 +98,23 @@ def _import_without_initializing():
     import mpi4py
 
     rc = mpi4py.rc
+    saved = rc.initialize, rc.finalize
     rc.initialize, rc.finalize = False, True
     try:
         from mpi4py import MPI
     finally:
-        rc.initialize, rc.finalize = MPI4PY_DEFAULTS["initialize"], MPI4PY_DEFAULTS["finalize"]
+        rc.initialize, rc.finalize = saved
     return MPI
 
 
-def _c_function(MPI, name: str):
-    """``name`` from the MPI library mpi4py loaded, as a ctypes function; None if it is not found.
+def _c_init_thread(MPI):
+    """``MPI_Init_thread`` of the MPI library mpi4py loaded, as a ctypes function; None if it is not found.
 
     A handle of mpi4py's extension module finds the symbols of the
     libraries it was linked with, whichever MPI mpi4py chose.
     """
     try:
-        function = getattr(ctypes.CDLL(MPI.__file__), name)
+        function = ctypes.CDLL(MPI.__file__).MPI_Init_thread
     except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
