@@ -36,6 +36,7 @@ from distributed.core import Status
 from distributed.utils import LoopRunner, SyncMethodMixin
 from tornado.ioloop import IOLoop
 
+from . import version_report
 from .callbacks import outcome
 from .config import Timeouts
 from .channel import ControlChannel
@@ -429,13 +430,13 @@ class BaseRunner(SyncMethodMixin):
         else:
             if role is Role.worker:  # its worker, or its nanny, accepts connections in this process
                 tls.prepare_to_serve()
+            version_report.make_in_background()  # idle until the contact comes
             discovered = self._carrier.discover()
             self.contact = await self._within_discovery_deadline(discovered, f"waiting for {self._carrier.describe()}")
             self.security = tls.for_contact(self.contact)
         if role is Role.worker:
             return await self._serve_worker()
-        await self._start_client(hosted)
-        return None
+        return await self._start_client(hosted)  # None: the client code runs next
 
     async def _start_scheduler(self, tls: TLSChoice, colocated: ColocatedWorker | None):
         """Start the scheduler in this process and publish its contact."""
@@ -701,7 +702,6 @@ class BaseRunner(SyncMethodMixin):
     def __repr__(self) -> str:
         address = None if self.contact is None else self.contact.address
         return (
-            f"<{type(self).__name__} role={self.role and self.role.value} "
-            f"rank={self.rank} world_size={self.world_size} "
-            f"scheduler={address!r} status={self.status.name}>"
+            f"<{type(self).__name__} role={self.role and self.role.value} rank={self.rank} "
+            f"world_size={self.world_size} scheduler={address!r} status={self.status.name}>"
         )

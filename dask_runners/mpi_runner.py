@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 
+from . import version_report
 from .base import BaseRunner
 from .config import backoff_delays
 from .exceptions import DiscoveryTimeoutError, LauncherEnvironmentError
@@ -129,9 +130,7 @@ class MPIRunner(BaseRunner):
 
     def _before_peers(self) -> JobCredentials | None:
         """The version report; on the scheduler's rank (by the launcher), also the credentials and TLS contexts."""
-        from distributed.versions import get_versions
-
-        get_versions()
+        version_report.make()
         if not self.scheduler or not TLSChoice.decide(self._security_option, True).per_job:
             return None
         try:

@@ -12,6 +12,7 @@ import logging
 
 from distributed.core import Status
 
+from .. import version_report
 from ..dashboard import Dashboard, scheduler_dashboard_options
 from ..exceptions import DiscoveryTimeoutError
 from ..limits import raise_open_file_limit
@@ -136,6 +137,7 @@ class SchedulerService:
             )
         self.contact = Contact(scheduler.address, credentials, dashboard=Dashboard.of(scheduler))
         await self.transport.publish(self.contact, scheduler)
+        version_report.make_in_background()  # idle until the first connection, which needs it
         await self.hooks.set_scheduler_address(scheduler)
         return scheduler
 
