@@ -405,8 +405,7 @@ class BaseRunner(SyncMethodMixin):
             )
         self.state.rank = self.rank
         facts = launch_facts(None if self.job is None else self.job.launcher)
-        stated = facts.world_size.format(n=self.world_size)
-        self.layout.check_world_size(self.world_size, stated, facts.hint)
+        self.layout.check_world_size(self.world_size, facts.world_size.format(n=self.world_size), facts.hint)
 
     # -- the start -------------------------------------------------------------------
     async def _start(self) -> int | None:
@@ -430,7 +429,8 @@ class BaseRunner(SyncMethodMixin):
         else:
             if role is Role.worker:  # its worker, or its nanny, accepts connections in this process
                 tls.prepare_to_serve()
-            version_report.make_in_background()  # idle until the contact comes
+            if role is Role.client or self._worker_spec().runs_in_process:  # not a nanny's rank: it reports
+                version_report.make_in_background()  # distributed's versions, and is idle until the contact comes
             discovered = self._carrier.discover()
             self.contact = await self._within_discovery_deadline(discovered, f"waiting for {self._carrier.describe()}")
             self.security = tls.for_contact(self.contact)

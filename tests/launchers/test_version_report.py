@@ -50,7 +50,7 @@ with LateScheduler() as runner:
 
 
 def first_calls(job_dir, ranks: int) -> dict[int, list[str]]:
-    return {rank: (job_dir / f"calls-{rank}").read_text().split() for rank in range(ranks)}
+    return {rank: (job_dir / f"calls-{rank}").read_text().splitlines() for rank in range(ranks)}
 
 
 def assert_made_early_by(threads: str, calls: dict[int, list[str]]) -> None:
