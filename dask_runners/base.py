@@ -227,9 +227,8 @@ class BaseRunner(SyncMethodMixin):
         self.timeouts = Timeouts.resolve(timeouts)
         unreachable_policy()  # a bad runners.unreachable fails now, not when a node is lost
         self._security_option = security
-        #: The job's credentials, and the scheduler being started, if this rank began them before its start
-        #: (see MPIRunner): a ``concurrent.futures.Future`` of :func:`~.services.scheduler.launch_scheduler`.
-        self._made_credentials = self._launched_scheduler = None
+        #: The job's credentials, if this rank made them before its start (see MPIRunner).
+        self._made_credentials = None
         self.state = RankState()
         preempted = None if on_preemption is None else (lambda: on_preemption(self))
         self._policy = SignalPolicy(self.state, preemption_signal, preempted, signal_exit_codes)
@@ -412,8 +411,7 @@ class BaseRunner(SyncMethodMixin):
     async def _start(self) -> int | None:
         """Take this process's role and serve it; return the exit code of a service rank."""
         self.state.role = role = Role(await self.get_role())
-        # The rank owns its process, and so its logging; a scheduler started early set it up already.
-        if not self._asynchronous and self._launched_scheduler is None:
+        if not self._asynchronous:  # the rank owns its process, and so its logging
             self.log_file = configure_rank_logging(role, self.rank)
         beside_client = role is Role.client and self.layout.hosts_scheduler(self.rank)  # a shared rank
         self._carrier = self.transport or AddressHooks(self.get_scheduler_address)
@@ -455,7 +453,6 @@ class BaseRunner(SyncMethodMixin):
             world_size=self.world_size,
             timeouts=self.timeouts,
             colocated=colocated,
-            launched=self._launched_scheduler,
         )
         scheduler = await service.start()
         self.contact, self.security = service.contact, service.security

@@ -1,9 +1,10 @@
 """MPI initialized with the interpreter free: a rank works while ``MPI_Init`` waits.
 
 ``from mpi4py import MPI`` calls ``MPI_Init_thread`` and holds the GIL until
-it returns. Under Open MPI that is 0.25–0.3 s of a 4-rank job on one node,
-most of it spent waiting on the launcher's daemon and the other ranks, with
-the CPU idle; no thread of the rank can run meanwhile.
+it returns. Under Debian's Open MPI that is 0.25–0.3 s of a 4-rank job on
+one node, most of it spent sleeping (in the probes of its PSM transports,
+and waiting for the other ranks), with the CPU idle; no thread of the rank
+can run meanwhile.
 :func:`initialize_while` calls the same C function through :mod:`ctypes`,
 which releases the GIL for the call, and runs the rank's early work in a
 thread alongside it.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import os
@@ -14,7 +13,7 @@ import traceback
 from . import version_report
 from .base import BaseRunner
 from .config import backoff_delays
-from .exceptions import DiscoveryTimeoutError, LauncherEnvironmentError, WorldTooSmallError
+from .exceptions import DiscoveryTimeoutError, LauncherEnvironmentError
 from .job import JobContext
 from .launchers import detect, job_context
 from .launchers.placement import (
@@ -26,9 +25,7 @@ from .launchers.placement import (
     remember,
     with_exchange,
 )
-from .logs import configure_rank_logging
 from .mpi_init import initialize_while
-from .roles import Role
 from .security import JobCredentials, TLSChoice
 from .signals import let_signals_end_the_process
 from .transport import FixedAddress, Transport
@@ -89,7 +86,6 @@ class MPIRunner(BaseRunner):
 
     def __init__(self, *, comm=None, scheduler_file=None, scheduler_address=None, **kwargs):
         super().__init__(**kwargs)
-        self._early_loop = None  # the loop of a scheduler started while MPI_Init runs
         if comm is None:
             self._initialize_mpi()
         from mpi4py import MPI  # MPI_Finalize at the end of the exit: the hook below runs before it
@@ -120,9 +116,8 @@ class MPIRunner(BaseRunner):
         computes the version report that distributed sends at its first
         connection (cached for the process), and the rank that the
         launcher's environment names as the scheduler's makes the job's
-        credentials, builds its TLS contexts and starts the scheduler
-        (:meth:`_start_scheduler_early`). If that work fails, the whole job
-        is aborted.
+        credentials and builds its TLS contexts. If that work fails, the
+        whole job is aborted.
         """
         try:
             self._made_credentials = initialize_while(self._before_peers)
@@ -134,62 +129,19 @@ class MPIRunner(BaseRunner):
             raise
 
     def _before_peers(self) -> JobCredentials | None:
-        """On the scheduler's rank (by the launcher), the credentials, TLS contexts and scheduler; the version report."""
-        try:
-            launched = detect()
-        except LauncherEnvironmentError:  # started without a launcher: MPI says the rank later
-            launched = None
-        credentials = None
-        if launched is not None and self.scheduler and launched.rank == self.scheduler_rank:
-            if TLSChoice.decide(self._security_option, True).per_job:
-                credentials = JobCredentials.generate()
-                credentials.security().build_contexts("scheduler")
-            if self._may_start_scheduler_early(launched.rank, launched.world_size):
-                tls = TLSChoice.decide(self._security_option, True, credentials)  # as the start decides
-                self._start_scheduler_early(launched.rank, launched.world_size, tls)
+        """The version report; on the scheduler's rank (by the launcher), also the credentials and TLS contexts."""
         version_report.make()
-        return credentials
-
-    def _may_start_scheduler_early(self, rank: int, world_size: int | None) -> bool:
-        """Whether this rank may start the scheduler before MPI confirms its role.
-
-        Only a synchronous runner on a loop of its own may, when ``rank``
-        runs the scheduler alone and the job can hold the layout, and when
-        its class keeps MPIRunner's ``__init__`` (a subclass's may change the
-        options after this runs) and the default role hooks and
-        ``before_scheduler_start`` (a subclass's may need MPI, or decide otherwise).
-        """
-        hooks = ("get_role", "role_for_rank", "before_scheduler_start")
-        if self._asynchronous or self._loop_arg is not None or world_size is None:
-            return False
-        if type(self).__init__ is not MPIRunner.__init__:
-            return False
-        if any(getattr(type(self), name) is not getattr(BaseRunner, name) for name in hooks):
-            return False
+        if not self.scheduler or not TLSChoice.decide(self._security_option, True).per_job:
+            return None
         try:
-            self.layout.check_world_size(world_size, "", str)
-        except WorldTooSmallError:  # the start says so, on every rank
-            return False
-        return self.layout.role_of(rank) is Role.scheduler
-
-    def _start_scheduler_early(self, rank: int, world_size: int, tls: TLSChoice) -> None:
-        """Start the runner's loop, and on it the scheduler; return at once.
-
-        The start goes on while ``MPI_Init`` waits, and the rank's start
-        takes the scheduler when it is ready, within the discovery deadline
-        (:class:`~dask_runners.services.scheduler.SchedulerService`). The
-        rank's logging is set up first, as the start would.
-        """
-        from distributed.utils import LoopRunner
-
-        from .services.scheduler import launch_scheduler  # imported by the scheduler's rank alone
-
-        self.log_file = configure_rank_logging(Role.scheduler, rank)
-        self._early_loop = LoopRunner()
-        self._early_loop.start()
-        self._loop_arg = loop = self._early_loop.loop
-        launching = launch_scheduler(self.scheduler_options, tls, world_size)
-        self._launched_scheduler = asyncio.run_coroutine_threadsafe(launching, loop.asyncio_loop)
+            rank = detect().rank
+        except LauncherEnvironmentError:  # started without a launcher: MPI says the rank later
+            return None
+        if rank != self.scheduler_rank:
+            return None
+        credentials = JobCredentials.generate()
+        credentials.security().build_contexts("scheduler")
+        return credentials
 
     def _transport_for(self, scheduler_address: str | None) -> Transport:
         if self.scheduler:
@@ -251,11 +203,6 @@ class MPIRunner(BaseRunner):
             sys.stdout.flush()
             sys.stderr.flush()
             self.comm.Abort(1)
-
-    def _release_process(self) -> None:
-        super()._release_process()
-        if self._early_loop is not None:  # the loop ends with the last runner that holds it
-            self._early_loop.stop()
 
     def exit_process(self, exit_code: int):
         """Finalize MPI, then leave as every runner does.

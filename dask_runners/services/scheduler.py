@@ -8,7 +8,6 @@ every rank, workers first, before the scheduler itself closes.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 
 from distributed.core import Status
@@ -54,11 +53,6 @@ class SchedulerService:
         The deadlines.
     colocated : ColocatedWorker or None
         A worker to run beside the scheduler (``exclusive_workers=False``).
-    launched : concurrent.futures.Future or None
-        The scheduler already being started by :func:`launch_scheduler` on
-        this rank's loop (``MPIRunner`` starts it while ``MPI_Init`` runs);
-        the runner's ``before_scheduler_start`` hook is then not called, so
-        only a runner that keeps the default hook starts one early.
 
     Attributes
     ----------
@@ -86,7 +80,6 @@ class SchedulerService:
         world_size: int | None,
         timeouts,
         colocated: ColocatedWorker | None = None,
-        launched: concurrent.futures.Future | None = None,
     ):
         self.state = state
         self.options = options
@@ -98,7 +91,6 @@ class SchedulerService:
         self.world_size = world_size
         self.timeouts = timeouts
         self.colocated = colocated
-        self.launched = launched
         self.contact: Contact | None = None
         self.security = None
         self.control: QuiescingControl | None = None
@@ -114,12 +106,18 @@ class SchedulerService:
             ) from e
 
     async def _start(self):
-        if self.launched is None:
-            await self.hooks.before_scheduler_start()
-            launched = launch_scheduler(self.options, self.tls, self.world_size)
-        else:
-            launched = asyncio.wrap_future(self.launched)
-        scheduler, self.security, credentials = await launched
+        from distributed import Scheduler
+
+        await self.hooks.before_scheduler_start()
+        raise_open_file_limit(self.world_size)
+        options = scheduler_dashboard_options(self.options)
+        self.security, credentials = self.tls.for_scheduler()
+        if self.security is not None:
+            options.setdefault("security", self.security)
+            if self.security.require_encryption:
+                options.setdefault("protocol", "tls")
+        scheduler = Scheduler(**options)
+        await scheduler
         attach(self._log_filters(scheduler))
         DepartedClients(scheduler).install()
         expected = self.layout.control_members(self.world_size)
@@ -176,37 +174,3 @@ class SchedulerService:
         state.client_lost = control.client_lost
         self.notify("on_scheduler_stop", exit_code=control.exit_code)
         return control.exit_code
-
-
-async def launch_scheduler(options: dict, tls: TLSChoice, world_size: int | None):
-    """Start a ``distributed.Scheduler`` with a runner's ``scheduler_options`` and TLS choice.
-
-    Parameters
-    ----------
-    options : dict
-        Keyword arguments for :class:`distributed.Scheduler`; the dashboard's
-        defaults (:func:`~dask_runners.dashboard.scheduler_dashboard_options`)
-        and the TLS settings are added.
-    tls : TLSChoice
-        How the cluster is secured.
-    world_size : int or None
-        How many ranks the job has, for the open-file limit.
-
-    Returns
-    -------
-    tuple
-        The started scheduler, the ``distributed.Security`` it serves with
-        (or ``None``) and the credentials to publish (or ``None``).
-    """
-    from distributed import Scheduler
-
-    raise_open_file_limit(world_size)
-    options = scheduler_dashboard_options(options)
-    security, credentials = tls.for_scheduler()
-    if security is not None:
-        options.setdefault("security", security)
-        if security.require_encryption:
-            options.setdefault("protocol", "tls")
-    scheduler = Scheduler(**options)
-    await scheduler
-    return scheduler, security, credentials

@@ -145,75 +145,8 @@ def test_work_that_fails_beside_mpi_init_aborts_the_job_at_once(job_dir, launche
     assert result.leftovers == []
 
 
-# When MPI_Init_thread returned on this rank, and when its scheduler started, said by the scheduler rank.
-SCHEDULER_WHILE_MPI_INITIALIZES = """
-import sys
-import time
-
-from distributed import Client
-
-from dask_runners import MPIRunner, mpi_init
-
-c_init_thread = mpi_init._c_init_thread
-returned = []
-
-
-def timed_c_init_thread(MPI):
-    function = c_init_thread(MPI)
-
-    def timed(*args):
-        code = function(*args)
-        returned.append(time.time())
-        return code
-
-    return timed
-
-
-mpi_init._c_init_thread = timed_c_init_thread
-
-
-class Reporting(MPIRunner):
-{hook}
-    async def on_scheduler_start(self, scheduler):
-        before = scheduler.time_started < returned[0]
-        print(f"SCHEDULER STARTED BEFORE MPI_INIT RETURNED: {{before}}", flush=True)
-
-
-with Reporting() as runner:
-    with Client(runner) as client:
-        client.wait_for_workers(runner.n_workers)
-        assert client.submit(lambda x: x + 1, 1).result() == 2
-"""
-
-OWN_HOOK = """
-    async def before_scheduler_start(self):
-        print("HOOK CALLED", flush=True)
-"""
-
-
-@pytest.mark.parametrize("launcher", ["open_mpi", "mpich"])
-def test_the_scheduler_starts_while_mpi_initializes(job_dir, launcher, request):
-    """The scheduler rank, named by the launcher's environment, starts its scheduler before MPI_Init returns."""
-    prefix, env = request.getfixturevalue(launcher)
-    script = write_script(job_dir, SCHEDULER_WHILE_MPI_INITIALIZES.format(hook=""))
-    result = launch([*prefix, "4", PYTHON, script], job_dir, env)
-    result.assert_clean_success()
-    assert result.stdout.count("SCHEDULER STARTED BEFORE MPI_INIT RETURNED: True") == 1, result.report()
-    assert "distributed.scheduler" not in result.stderr, result.report()  # its start logged as the rank's logging says
-
-
-def test_a_runner_with_its_own_before_scheduler_start_starts_the_scheduler_after_it(job_dir, open_mpi):
-    """A subclass's hook may need MPI: it runs once MPI is up, and then the scheduler starts."""
-    prefix, env = open_mpi
-    script = write_script(job_dir, SCHEDULER_WHILE_MPI_INITIALIZES.format(hook=OWN_HOOK))
-    result = launch([*prefix, "4", PYTHON, script], job_dir, env)
-    result.assert_clean_success()
-    assert result.stdout.count("HOOK CALLED") == 1, result.report()
-    assert result.stdout.count("SCHEDULER STARTED BEFORE MPI_INIT RETURNED: False") == 1, result.report()
-
-
-def test_a_scheduler_that_cannot_start_early_aborts_the_job_with_the_reason(job_dir, open_mpi):
-    """Its port is taken: the start reports the scheduler's own error, and MPI_Abort ends every rank at once."""
+def test_a_scheduler_that_cannot_start_aborts_the_job_with_the_reason(job_dir, open_mpi):
+    """Its port is taken: the scheduler rank prints the scheduler's own error, and MPI_Abort ends every rank at once."""
     prefix, env = open_mpi
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
