@@ -10,12 +10,17 @@ a process 10-20 ms of CPU. That is on the path to the first result: a
 worker's registration and a client's connection wait for it on both sides.
 
 So a rank that is idle makes the report early, in a thread, and distributed
-later finds it cached: a client rank, or a worker rank whose worker runs
-in its own process (a nanny's worker process reports for itself), while it
-waits for the scheduler's contact, the scheduler's rank once it has published its contact
-and waits for the first connection, and under ``MPIRunner`` every rank
-while ``MPI_Init`` runs (:mod:`dask_runners.mpi_init`). A process makes it
-once.
+later finds it cached:
+
+* a client rank, or a worker rank whose worker runs in its own process (a
+  nanny's worker process reports for itself), while it waits for the
+  scheduler's contact;
+* the scheduler's rank once it has published its contact and waits for the
+  first connection;
+* under ``MPIRunner``, every rank while ``MPI_Init`` runs
+  (:mod:`dask_runners.mpi_init`).
+
+A process makes it once.
 """
 
 from __future__ import annotations
