@@ -8,7 +8,9 @@ cluster.
 """
 
 import asyncio
+import errno
 import inspect
+import socket
 import ssl
 
 import pytest
@@ -19,6 +21,7 @@ from distributed import Client, Scheduler, Worker
 from dask_runners.security import JobCredentials
 from dask_runners.services.client import wait_for_workers
 from dask_runners.services.departures import stop_senders_of_closed_clients
+from dask_runners.services.scheduler import cannot_listen
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,3 +83,18 @@ async def test_the_batched_senders_of_closed_clients_stop_and_leave_no_timer():
         loop = asyncio.get_running_loop()
         pending = [h for h in loop._scheduled if not h.cancelled() and "with_timeout" in repr(h._args)]
         assert pending == []
+
+
+@pytest.mark.asyncio
+async def test_a_scheduler_that_cannot_listen_fails_with_the_os_error_as_its_cause():
+    """``SchedulerService`` tells a taken port (``cannot_listen``) by this cause."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError) as failed:
+            await Scheduler(host="127.0.0.1", port=port, dashboard_address=None)
+    cause = failed.value.__cause__
+    assert isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE
+    said = cannot_listen("scheduler rank 0", {"host": "127.0.0.1", "port": port}, cause)
+    assert said.startswith(f"scheduler rank 0: the scheduler cannot listen on 127.0.0.1:{port} (Address already in use);")

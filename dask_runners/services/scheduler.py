@@ -8,13 +8,15 @@ every rank, workers first, before the scheduler itself closes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 
 from distributed.core import Status
 
 from .. import version_report
 from ..dashboard import Dashboard, scheduler_dashboard_options
-from ..exceptions import DiscoveryTimeoutError
+from ..exceptions import DiscoveryTimeoutError, SchedulerStartError
 from ..limits import raise_open_file_limit
 from ..logs import attach, detach, scheduler_log_filters
 from ..roles import RankLayout
@@ -26,6 +28,21 @@ from .quiesce import QuiescingControl
 from .worker import ColocatedWorker
 
 logger = logging.getLogger(__name__)
+
+
+def cannot_listen(who: str, options: dict, error: OSError) -> str:
+    """Why rank ``who``'s scheduler, made with ``options``, could not listen, and the fix."""
+    port = options.get("port") or 0
+    where = options.get("host") or (f"interface {options['interface']}" if options.get("interface") else "")
+    where = f"{where}:{port}" if where else f"port {port}"
+    if error.errno == errno.EADDRINUSE:
+        fix = (
+            f"another process on {socket.gethostname()} holds port {port}: choose a free port in "
+            "scheduler_options, or give none and the system picks one"
+        )
+    else:
+        fix = "check the host, interface and port in scheduler_options: they must name this node"
+    return f"{who}: the scheduler cannot listen on {where} ({error.strerror or error}); {fix}"
 
 
 class SchedulerService:
@@ -117,7 +134,12 @@ class SchedulerService:
             if self.security.require_encryption:
                 options.setdefault("protocol", "tls")
         scheduler = Scheduler(**options)
-        await scheduler
+        try:
+            await scheduler
+        except RuntimeError as e:
+            if not isinstance(e.__cause__, OSError):
+                raise
+            raise SchedulerStartError(cannot_listen(self.state.log_prefix, options, e.__cause__)) from e.__cause__
         attach(self._log_filters(scheduler))
         DepartedClients(scheduler).install()
         expected = self.layout.control_members(self.world_size)

@@ -2,6 +2,7 @@
 
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -336,4 +337,20 @@ def test_scheduler_that_cannot_start_fails_every_rank_at_once(job_dir):
     # "at once" (not a deadline): the scheduler's start and its failure, 0.41-0.72 s in 3 runs,
     # 2.9 s once with the machine loaded (2026-12-02)
     assert timing("scheduler cannot start: from the start", result.after_signal) < 4, result.report()
+    assert result.leftovers == [], result.report()
+
+
+def test_a_taken_scheduler_port_fails_every_rank_at_once_with_the_port_and_the_fix(job_dir):
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        script = scripts.write(job_dir, scripts.STANDARD, "SLURMRunner", f"scheduler_options={{'port': {port}}}")
+        result = srun(script, job_dir, env={"DASK_RUNNERS__TIMEOUTS__DISCOVERY": "120"})
+    assert result.returncode == 1, result.report()
+    assert task_ends(result.stderr) == dict.fromkeys(range(4), EXIT_1), result.report()
+    said = f"the scheduler cannot listen on port {port} (Address already in use); another process on "
+    assert result.stderr.count(said) == 4, result.report()  # the scheduler rank, and the three it told
+    assert "choose a free port in scheduler_options" in result.stderr
+    assert result.seconds < 30, result.report()  # far inside the 120 s the waiting ranks would give it
     assert result.leftovers == [], result.report()

@@ -146,7 +146,7 @@ def test_work_that_fails_beside_mpi_init_aborts_the_job_at_once(job_dir, launche
 
 
 def test_a_scheduler_that_cannot_start_aborts_the_job_with_the_reason(job_dir, open_mpi):
-    """Its port is taken: the scheduler rank prints the scheduler's own error, and MPI_Abort ends every rank at once."""
+    """Its port is taken: the scheduler rank says which port and the fix, and MPI_Abort ends every rank at once."""
     prefix, env = open_mpi
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -156,6 +156,7 @@ def test_a_scheduler_that_cannot_start_aborts_the_job_with_the_reason(job_dir, o
         env = {**env, "DASK_RUNNERS__TIMEOUTS__DISCOVERY": "120"}
         result = launch([*prefix, "4", PYTHON, script], job_dir, env)
     assert result.returncode != 0, result.report()
-    assert "Address already in use" in result.stderr and "Scheduler failed to start" in result.stderr, result.report()
+    said = f"the scheduler cannot listen on port {port} (Address already in use); another process on "
+    assert said in result.stderr and "choose a free port in scheduler_options" in result.stderr, result.report()
     assert result.seconds < 30, result.report()  # far inside the 120 s the waiting ranks would give it
     assert result.leftovers == []
