@@ -11,3 +11,4 @@ python bench/scaling.py --out "$out" --publish
 python bench/mpi_discovery.py --out "$out" --publish
 python bench/fsops.py --strace --out "$out" --publish
 python bench/idle_worker.py --out "$out" --publish
+python bench/across_runs.py --publish

@@ -6,7 +6,7 @@ a hundred times a second: it samples its threads for the task profiler every
 not blocked every ``distributed.admin.tick.interval`` (20 ms). Alone on a
 node, nobody notices; with dozens of worker ranks on a node, the idle
 workers take whole cores from the ranks that start, compute and stop
-(measured in docs/benchmarks.rst).
+(measured in docs/benchmarks-history.rst, "Worker ranks' periodic work spaced out").
 
 A worker rank's worker is made with these two intervals spaced out (the
 dask config keys ``runners.worker-cadence.*``), which cuts most of what an

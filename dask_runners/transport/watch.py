@@ -2,7 +2,7 @@
 
 A rank waiting for the scheduler file polls with backoff, so on average it
 notices the file a fraction of its current polling interval late (the
-benchmarks page has the lag). On Linux, a rank on the scheduler's own node can be
+lag is measured in docs/benchmarks-history.rst). On Linux, a rank on the scheduler's own node can be
 woken by the kernel instead: the scheduler renames the file into place, and
 inotify reports that rename to every watcher of the directory at once.
 
