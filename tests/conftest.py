@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,15 @@ def mpich_env(tmp_path_factory) -> dict:
     (libdir / "libmpi.so.12").symlink_to(candidates[0])
     library_path = os.pathsep.join(filter(None, [str(libdir), os.environ.get("LD_LIBRARY_PATH")]))
     return {"MPI4PY_MPIABI": "mpich", "LD_LIBRARY_PATH": library_path}
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A TCP port on every interface that a listening socket of this process holds for the test."""
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ cluster.
 import asyncio
 import errno
 import inspect
-import socket
 import ssl
 
 import pytest
@@ -86,14 +85,11 @@ async def test_the_batched_senders_of_closed_clients_stop_and_leave_no_timer():
 
 
 @pytest.mark.asyncio
-async def test_a_scheduler_that_cannot_listen_fails_with_the_os_error_as_its_cause():
+async def test_a_scheduler_that_cannot_listen_fails_with_the_os_error_as_its_cause(taken_port):
     """``SchedulerService`` tells a taken port (``cannot_listen``) by this cause."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(RuntimeError) as failed:
-            await Scheduler(host="127.0.0.1", port=port, dashboard_address=None)
+    port = taken_port
+    with pytest.raises(RuntimeError) as failed:
+        await Scheduler(host="127.0.0.1", port=port, dashboard_address=None)
     cause = failed.value.__cause__
     assert isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE
     said = cannot_listen("scheduler rank 0", {"host": "127.0.0.1", "port": port}, cause)

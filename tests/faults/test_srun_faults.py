@@ -2,7 +2,6 @@
 
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -340,13 +339,10 @@ def test_scheduler_that_cannot_start_fails_every_rank_at_once(job_dir):
     assert result.leftovers == [], result.report()
 
 
-def test_a_taken_scheduler_port_fails_every_rank_at_once_with_the_port_and_the_fix(job_dir):
-    with socket.socket() as taken:
-        taken.bind(("", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        script = scripts.write(job_dir, scripts.STANDARD, "SLURMRunner", f"scheduler_options={{'port': {port}}}")
-        result = srun(script, job_dir, env={"DASK_RUNNERS__TIMEOUTS__DISCOVERY": "120"})
+def test_a_taken_scheduler_port_fails_every_rank_at_once_with_the_port_and_the_fix(job_dir, taken_port):
+    port = taken_port
+    script = scripts.write(job_dir, scripts.STANDARD, "SLURMRunner", f"scheduler_options={{'port': {port}}}")
+    result = srun(script, job_dir, env={"DASK_RUNNERS__TIMEOUTS__DISCOVERY": "120"})
     assert result.returncode == 1, result.report()
     assert task_ends(result.stderr) == dict.fromkeys(range(4), EXIT_1), result.report()
     said = f"the scheduler cannot listen on port {port} (Address already in use); another process on "

@@ -1,7 +1,5 @@
 """MPI initialized with the GIL released (dask_runners.mpi_init), under real Open MPI and MPICH."""
 
-import socket
-
 import pytest
 
 from ..launch import PYTHON, launch, standard_script, write_script
@@ -145,16 +143,13 @@ def test_work_that_fails_beside_mpi_init_aborts_the_job_at_once(job_dir, launche
     assert result.leftovers == []
 
 
-def test_a_scheduler_that_cannot_start_aborts_the_job_with_the_reason(job_dir, open_mpi):
+def test_a_scheduler_that_cannot_start_aborts_the_job_with_the_reason(job_dir, open_mpi, taken_port):
     """Its port is taken: the scheduler rank says which port and the fix, and MPI_Abort ends every rank at once."""
     prefix, env = open_mpi
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        script = standard_script(job_dir, "MPIRunner", f"scheduler_options={{'port': {port}}}")
-        env = {**env, "DASK_RUNNERS__TIMEOUTS__DISCOVERY": "120"}
-        result = launch([*prefix, "4", PYTHON, script], job_dir, env)
+    port = taken_port
+    script = standard_script(job_dir, "MPIRunner", f"scheduler_options={{'port': {port}}}")
+    env = {**env, "DASK_RUNNERS__TIMEOUTS__DISCOVERY": "120"}
+    result = launch([*prefix, "4", PYTHON, script], job_dir, env)
     assert result.returncode != 0, result.report()
     said = f"the scheduler cannot listen on port {port} (Address already in use); another process on "
     assert said in result.stderr and "choose a free port in scheduler_options" in result.stderr, result.report()
