@@ -49,25 +49,23 @@ def first_results(path: Path) -> dict[tuple[str, int, str], float]:
     return {key: statistics.median(values) for key, values in times.items()}
 
 
-def ratios(paths: list[Path]) -> dict[tuple[str, int], list[tuple[str, float, float | None]]]:
-    """Per point, one ``(run, bare_tls / anchor, ours / bare_tls)`` for every run that has both."""
+def ratios(runs: list[dict]) -> dict[tuple[str, int], list[tuple[float, float | None]]]:
+    """Per point, one ``(bare_tls / anchor, ours / bare_tls)`` for every run that has both."""
     points = defaultdict(list)
-    for path in paths:
-        medians = first_results(path)
+    for medians in runs:
         for (launcher, ranks, impl), bare in medians.items():
             anchor = medians.get((launcher, ranks, ANCHOR.get(launcher)))
             if impl != "bare_tls" or anchor is None:
                 continue
             ours = medians.get((launcher, ranks, OURS[launcher]))
-            points[launcher, ranks].append((path.name, bare / anchor, None if ours is None else ours / bare))
+            points[launcher, ranks].append((bare / anchor, None if ours is None else ours / bare))
     return points
 
 
-def target_before_floor(paths: list[Path]) -> dict[tuple[str, int], list[bool]]:
+def target_before_floor(runs: list[dict]) -> dict[tuple[str, int], list[bool]]:
     """Per point, for every run with the anchor and the floor: whether 0.9 × the anchor's first result came first."""
     points = defaultdict(list)
-    for path in paths:
-        medians = first_results(path)
+    for medians in runs:
         for (launcher, ranks, impl), anchor in medians.items():
             floor = medians.get((launcher, ranks, FLOOR.get(launcher)))
             if impl == ANCHOR.get(launcher) and floor is not None:
@@ -75,11 +73,10 @@ def target_before_floor(paths: list[Path]) -> dict[tuple[str, int], list[bool]]:
     return points
 
 
-def mpi_over_import(paths: list[Path]) -> dict[int, list[float]]:
+def mpi_over_import(runs: list[dict]) -> dict[int, list[float]]:
     """Per number of ranks, how much later than the import floor the MPI floor was ready, in each run with both."""
     gaps = defaultdict(list)
-    for path in paths:
-        medians = first_results(path)
+    for medians in runs:
         for (launcher, ranks, impl), mpi in medians.items():
             imported = medians.get((launcher, ranks, "floor"))
             if impl == "floor_mpi" and imported is not None:
@@ -92,26 +89,27 @@ def spread(values: list[float]) -> str:
 
 
 def report(paths: list[Path]) -> str:
-    points = ratios(paths)
-    runs = sorted(path.name for path in paths)
+    runs = [first_results(path) for path in paths]
+    points = ratios(runs)
+    names = sorted(path.name for path in paths)
     lines = [
         "# distributed alone over TLS (`bare_tls`) and ours, against the anchor's first result",
         "",
-        f"`python bench/across_runs.py` over {len(runs)} runs: " + ", ".join(f"`{run}`" for run in runs) + ".",
+        f"`python bench/across_runs.py` over {len(names)} runs: " + ", ".join(f"`{name}`" for name in names) + ".",
         "Each ratio is of the run's medians. min / median / max over the runs that have the point.",
         "",
         f"| launcher | ranks | runs | `bare_tls` within {TARGET} × anchor | `bare_tls` / anchor | ours / `bare_tls` |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for (launcher, ranks), rows in sorted(points.items()):
-        bare = [r for _, r, _ in rows]
-        ours = [r for _, _, r in rows if r is not None]
+        bare = [r for r, _ in rows]
+        ours = [r for _, r in rows if r is not None]
         within = sum(r <= TARGET for r in bare)
         lines.append(
             f"| {launcher} | {ranks} | {len(rows)} | {within} of {len(rows)} | {spread(bare)} | "
             f"{spread(ours) if ours else '—'} |"
         )
-    before = target_before_floor(paths)
+    before = target_before_floor(runs)
     lines += [
         "",
         f"## {TARGET} × the anchor's first result against the floor's readiness",
@@ -122,7 +120,7 @@ def report(paths: list[Path]) -> str:
         "|---|---:|---:|---:|",
         *(f"| {l} | {n} | {len(b)} | {sum(b)} of {len(b)} |" for (l, n), b in sorted(before.items())),
     ]
-    gaps = mpi_over_import(paths)
+    gaps = mpi_over_import(runs)
     if gaps:
         lines += [
             "",
