@@ -303,10 +303,18 @@ def test_preemption_callback_lets_the_job_carry_on(job_dir):
 
 
 def test_ctrl_c_twice_at_srun_ends_the_step_at_once(job_dir):
-    """srun forwards the second Ctrl-C, then kills the step itself (its own exit code)."""
+    """The second Ctrl-C, 0.2 s after the first, ends the step at once, whichever end comes first.
+
+    srun forwards the first Ctrl-C and every rank starts to close. The second makes srun kill the
+    step, with srun's own status 137. When the ranks have closed before srun's kill reaches them
+    (1 run of about 40 in CI, 2026-12-05), srun reports their own 130 instead.
+    """
     script = scripts.write(job_dir, scripts.WAITS_FOR_SIGNAL, "SLURMRunner")
     result = srun(script, job_dir, when="READY", send=[signal.SIGINT, signal.SIGINT])
-    assert result.returncode == 137, result.report()  # srun's own
+    assert result.returncode in (130, 137), result.report()
+    if result.returncode == 130:
+        # every task that srun reports ended by the first Ctrl-C, as the runner closes on SIGINT
+        assert set(task_ends(result.stderr).values()) <= {"Exited with exit code 130", "Interrupt"}, result.report()
     assert "received SIGINT" in result.stderr, result.report()
     # the second Ctrl-C is sent 0.2 s after the first: 0.37-0.38 s in 2 runs (2026-12-02)
     assert timing("ctrl-c twice: srun returned", result.after_signal) < 1.5, result.report()
