@@ -50,6 +50,7 @@ from .security import TLSChoice, connection_args
 from .services import Hooks, Notifier
 from .services.worker import ColocatedWorker, WorkerService, WorkerSpec, pin_gpu
 from .signals import SignalHandlers, SignalPolicy, let_signals_end_the_process
+from .start_failure import one_traceback_per_job
 from .state import RankState
 from .transport import AddressHooks, Contact, Transport
 from .worker_setup import as_environment
@@ -480,13 +481,9 @@ class BaseRunner(SyncMethodMixin):
             raise _StoppedBeforeStart(failure)
         colocated = self._colocated_worker()
         self._session = ClientSession(
-            self.state,
-            channel,
-            self.timeouts.shutdown,
+            self.state, channel, self.timeouts.shutdown,
             lambda: self._signals is not None and self._signals.wake_main_thread(),
-            colocated,
-            self.contact.dashboard,
-            hosted_scheduler,
+            colocated, self.contact.dashboard, hosted_scheduler,
         )
         if colocated is not None:
             await colocated.start(self.contact.address, await self.get_worker_name(), self.security)
@@ -569,26 +566,27 @@ class BaseRunner(SyncMethodMixin):
             raise TypeError("an asynchronous runner is entered with `async with`")
         if self._loop_runner is not None and self.status is Status.running:
             return self  # started at its first use; leaving the block closes it now
-        self._check_can_start()
-        self._signals = SignalHandlers(self._policy.handle, self._policy.signums)
-        self._signals.install()
-        self._loop_runner = LoopRunner(loop=self._loop_arg)
-        self._loop_runner.start()
-        self.loop = self._policy.loop = self._loop_runner.loop
-        try:
-            exit_code = self.sync(self._start_once)
-        except _StartInterrupted:
-            exit_code = self.state.signal_exit  # a signal ended the start
-            if self.role is Role.client:
+        with one_traceback_per_job(self.rank, self.world_size, self.layout.scheduler_rank):
+            self._check_can_start()
+            self._signals = SignalHandlers(self._policy.handle, self._policy.signums)
+            self._signals.install()
+            self._loop_runner = LoopRunner(loop=self._loop_arg)
+            self._loop_runner.start()
+            self.loop = self._policy.loop = self._loop_runner.loop
+            try:
+                exit_code = self.sync(self._start_once)
+            except _StartInterrupted:
+                exit_code = self.state.signal_exit  # a signal ended the start
+                if self.role is Role.client:
+                    self._release_process()
+                    raise JobInterrupted(self.state.signal_received, exit_code) from None
+            except _StoppedBeforeStart as e:
                 self._release_process()
-                raise JobInterrupted(self.state.signal_received, exit_code) from None
-        except _StoppedBeforeStart as e:
-            self._release_process()
-            raise e.failure from None
-        except Exception as e:
-            self.abort_start(e)
-            self._release_process()
-            raise
+                raise e.failure from None
+            except Exception as e:
+                self.abort_start(e)
+                self._release_process()
+                raise
         self._started(exit_code)
         if self.role is not Role.client:  # a service rank whose process goes on
             self._release_process()
@@ -619,17 +617,18 @@ class BaseRunner(SyncMethodMixin):
 
     def __await__(self):
         async def start():
-            self._check_can_start()
-            self.loop = self.loop or IOLoop.current()
-            # No signal handlers here (the loop's owner has the signals), so
-            # nothing interrupts the start but an error.
-            try:
-                exit_code = await self._start_once()
-            except _StoppedBeforeStart as e:
-                raise e.failure from None
-            except Exception as e:
-                self.abort_start(e)
-                raise
+            with one_traceback_per_job(self.rank, self.world_size, self.layout.scheduler_rank):
+                self._check_can_start()
+                self.loop = self.loop or IOLoop.current()
+                # No signal handlers here (the loop's owner has the signals), so
+                # nothing interrupts the start but an error.
+                try:
+                    exit_code = await self._start_once()
+                except _StoppedBeforeStart as e:
+                    raise e.failure from None
+                except Exception as e:
+                    self.abort_start(e)
+                    raise
             return self._started(exit_code)
 
         return start().__await__()

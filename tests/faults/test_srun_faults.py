@@ -355,6 +355,9 @@ def test_a_taken_scheduler_port_fails_every_rank_at_once_with_the_port_and_the_f
     assert task_ends(result.stderr) == dict.fromkeys(range(4), EXIT_1), result.report()
     said = f"the scheduler cannot listen on port {port} (Address already in use); another process on "
     assert result.stderr.count(said) == 4, result.report()  # the scheduler rank, and the three it told
+    assert result.tracebacks == 2, result.report()  # the scheduler rank's: the OSError, and the error from it
+    told = [line for line in result.stderr.splitlines() if line.startswith(("rank 1: ", "rank 2: ", "rank 3: "))]
+    assert len(told) == 3 and all(said in line for line in told), result.report()
     assert "choose a free port in scheduler_options" in result.stderr
     assert result.seconds < 30, result.report()  # far inside the 120 s the waiting ranks would give it
     assert result.leftovers == [], result.report()

@@ -97,6 +97,10 @@ def test_too_small_a_step_fails_on_every_rank_with_the_fix(job_dir):
     assert task_ends(result.stderr) == {0: "Exited with exit code 1", 1: "Exited with exit code 1"}
     assert result.stderr.count("WorldTooSmallError: SLURM_NTASKS=2 but at least 3") == 2
     assert "srun -n 3" in result.stderr
+    # the traceback once, from the scheduler rank; the other rank says it in one line
+    assert result.tracebacks == 1, result.report()
+    said = "rank 1: dask_runners.exceptions.WorldTooSmallError: SLURM_NTASKS=2 but"
+    assert [line.startswith(said) for line in result.stderr.splitlines()].count(True) == 1, result.report()
     assert result.seconds < 15
 
 

@@ -249,3 +249,36 @@ def test_single_node_slurm_still_answers_beside_it():
                          env={**env, **ENV})
     assert out.returncode == 0, out.stderr
     assert sorted(out.stdout.split()) == NODES
+
+
+#: The scheduler is told to listen on an address that no node has.
+UNLISTENABLE = """\
+from dask_runners import SLURMRunner
+
+with SLURMRunner(scheduler_options={"host": "10.77.0.99"}):
+    print("SHOULD NOT GET HERE", flush=True)
+"""
+
+
+def test_a_failed_start_at_64_ranks_prints_one_traceback_and_a_line_per_rank(job_dir):
+    """The log a person reads when 64 ranks on four nodes cannot start: rank 0's traceback, 63 lines."""
+    script = write_script(job_dir, UNLISTENABLE)
+    result = srun(["-N4", "-n64", "--overcommit"], script, job_dir, timeout=150)
+    assert result.returncode == 1, result.report()
+    ended = srun_task_ends(result.stderr)
+    assert sorted(ended) == list(range(64)), result.report()
+    assert {how for node, how in ended.values()} == {"Exited with exit code 1"}, result.report()
+    # rank 0's: the operating system's error, then the runner's raised from it
+    assert result.tracebacks == 2, result.report()
+    said = "the scheduler cannot listen on 10.77.0.99"
+    briefly = [line for line in result.stderr.splitlines() if line.startswith("rank ")]
+    assert sorted(int(line.split(":")[0].split()[1]) for line in briefly) == list(range(1, 64)), result.report()
+    assert all("SchedulerStartError: " in line and said in line for line in briefly), result.report()
+    assert "SHOULD NOT GET HERE" not in result.stdout
+    assert result.leftovers == [], result.report()
+    # left for the ranks that start late: the failure, yours alone, with no address and no key
+    (record,) = job_dir.glob("scheduler*.json")
+    assert oct(record.stat().st_mode & 0o777) == "0o600", record.stat()
+    content = json.loads(record.read_text())
+    assert (content["address"], "credentials" in content) == (None, False), content
+    assert said in content["error"], content
