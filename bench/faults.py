@@ -5,7 +5,7 @@
 
 Every (scenario, implementation) runs ``workloads/fault.py`` under its real
 launcher, interleaved round-robin as in run.py. The clock starts at the fault
-(the client's ``BENCH fault=`` stamp; for a stale file, at the launch) and
+(the client's ``BENCH fault=`` stamp; for a stale file or a taken port, at the launch) and
 stops when the launcher has returned *and* no process of the run is left.
 A run still going ``--cap`` seconds after the fault counts as a hang: it is
 stopped as run.py stops a timed-out run, and reported as ``>30 s (hangs)``.
@@ -35,13 +35,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (the harness this one reuses)
 
-SCENARIOS = ("client_killed", "scheduler_killed", "stale_file", "stale_file_late")
-# (launcher, impl, scenarios it applies to): MPI broadcasts, so no file to go stale.
+SCENARIOS = ("client_killed", "scheduler_killed", "stale_file", "stale_file_late", "taken_port")
+#: The scenarios whose fault is in place before the launch: their clock starts at the launch.
+AT_LAUNCH = ("stale_file", "stale_file_late", "taken_port")
+# (launcher, impl, scenarios it applies to): MPI broadcasts, so no file to go stale; dask-mpi's
+# initialize takes no scheduler port.
 CASES = [
     (bench.SRUN, "ours_slurm", SCENARIOS),
     (bench.SRUN, "jobqueue_slurm", SCENARIOS),
-    (bench.MPIRUN, "ours_mpi", SCENARIOS[:2]),
-    (bench.MPIRUN, "daskmpi", SCENARIOS[:2]),
+    (bench.MPIRUN, "ours_mpi", ("client_killed", "scheduler_killed", "taken_port")),
+    (bench.MPIRUN, "daskmpi", ("client_killed", "scheduler_killed")),
 ]
 
 
@@ -59,6 +62,7 @@ class FaultRun:
     left_at_return: int = 0  # processes of the run alive when the launcher returned
     got_result: bool = False  # stale_file: the client had its result
     tracebacks: int = 0
+    stderr_lines: int = 0
     log: str = ""
 
 
@@ -91,9 +95,13 @@ def run_fault(launcher, impl, scenario, ranks, repeat, cap, log_dir, source) -> 
     command = [*launcher.argv(ranks), sys.executable, str(bench.WORKLOADS / "fault.py"), impl, scenario]
     out: list[str] = []
     err: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="dask-runners-fault-") as cwd:
+    with tempfile.TemporaryDirectory(prefix="dask-runners-fault-") as cwd, socket.socket() as taken:
         if scenario.startswith("stale_file"):
             write_stale_file(Path(cwd))
+        if scenario == "taken_port":
+            taken.bind(("", 0))
+            taken.listen()
+            env["BENCH_TAKEN_PORT"] = str(taken.getsockname()[1])
         start = time.time()
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -102,7 +110,7 @@ def run_fault(launcher, impl, scenario, ranks, repeat, cap, log_dir, source) -> 
                  threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True)]
         for pump in pumps:
             pump.start()
-        fault = start if scenario.startswith("stale_file") else None
+        fault = start if scenario in AT_LAUNCH else None
         returned = None
         while True:
             now = time.time()
@@ -128,6 +136,7 @@ def run_fault(launcher, impl, scenario, ranks, repeat, cap, log_dir, source) -> 
     (log_dir / f"{result.log}.out").write_text(stdout)
     (log_dir / f"{result.log}.err").write_text(stderr)
     result.tracebacks = bench.count_problems(stderr)[0]
+    result.stderr_lines = len(stderr.splitlines())
     result.got_result = any("first_result" in r for r in bench.parse_bench_lines(stdout))
     if fault is None:
         result.outcome = "no fault"
@@ -160,12 +169,12 @@ def summary(runs: list[FaultRun], cap: float, ranks: int) -> str:
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.1f} at the end",
-        "- time: from the fault (for a stale file: from the launch) until the launcher has "
+        "- time: from the fault (for a stale file or a taken port: from the launch) until the launcher has "
         "returned and no process of the run is left; median (min–max)",
         "",
         "| scenario | launcher | implementation | time after the fault | exit codes | "
-        "left when launcher returned | result | tracebacks (median) |",
-        "|---|---|---|---|---|---:|---|---:|",
+        "left when launcher returned | result | tracebacks (median) | stderr lines (median) |",
+        "|---|---|---|---|---|---:|---|---:|---:|",
     ]
     keys = list(dict.fromkeys((r.scenario, r.launcher, r.impl) for r in runs))
     for scenario, launcher, impl in keys:
@@ -175,7 +184,8 @@ def summary(runs: list[FaultRun], cap: float, ranks: int) -> str:
         lines.append(
             f"| {scenario} | {launcher} | {impl} | {describe(group, cap)} | {', '.join(codes)} "
             f"| {max(r.left_at_return for r in group)} | {result} "
-            f"| {statistics.median(r.tracebacks for r in group):.0f} |"
+            f"| {statistics.median(r.tracebacks for r in group):.0f} "
+            f"| {statistics.median(r.stderr_lines for r in group):.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -204,7 +214,7 @@ def main(argv=None) -> int:
                 runs.append(r)
                 print(f"{scenario:17s} {launcher.name:6s} {impl:15s} {r.outcome:8s} "
                       f"after={bench._fmt(r.after_fault)} exit={r.exit_code} "
-                      f"left={r.left_at_return} tb={r.tracebacks}", flush=True)
+                      f"left={r.left_at_return} tb={r.tracebacks} lines={r.stderr_lines}", flush=True)
     with (args.out / "faults.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[x.name for x in dataclasses.fields(FaultRun)])
         writer.writeheader()

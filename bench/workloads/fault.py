@@ -11,6 +11,9 @@ IMPL is ours_slurm, jobqueue_slurm, ours_mpi or daskmpi; SCENARIO is
 * ``stale_file_late``: the same, with the scheduler rank 2 s late to start (as
   when rank 0's node is slower than the rest), so that the other ranks find
   the stale file before the scheduler replaces it.
+* ``taken_port``: the scheduler is given a port that another process of the
+  node holds (``BENCH_TAKEN_PORT``, opened by the harness), as when two jobs
+  on one node both ask for 8786. dask-mpi's ``initialize`` takes no port.
 
 The client prints ``BENCH fault=<time>`` just before it injects the fault.
 """
@@ -39,9 +42,12 @@ def late(runner_class):
 
 
 def make_runner():
+    taken = {"port": int(os.environ["BENCH_TAKEN_PORT"])} if SCENARIO == "taken_port" else None
     if IMPL == "ours_slurm":
         from dask_runners import SLURMRunner
 
+        if taken:
+            return SLURMRunner(scheduler_options=taken)
         if SCENARIO.startswith("stale_file"):
             cls = late(SLURMRunner) if SCENARIO == "stale_file_late" else SLURMRunner
             return cls(scheduler_file=SCHEDULER_FILE)
@@ -50,11 +56,11 @@ def make_runner():
         from dask_jobqueue.slurm import SLURMRunner
 
         cls = late(SLURMRunner) if SCENARIO == "stale_file_late" else SLURMRunner
-        return cls(scheduler_file=SCHEDULER_FILE)
+        return cls(scheduler_file=SCHEDULER_FILE, scheduler_options=taken)
     if IMPL == "ours_mpi":
         from dask_runners import MPIRunner
 
-        return MPIRunner()
+        return MPIRunner(scheduler_options=taken)
     raise SystemExit(f"fault.py: unknown implementation {IMPL!r}")
 
 
