@@ -3,7 +3,7 @@
 When a job cannot start, every rank usually meets the same error: too few
 ranks, a setting that cannot work, the scheduler's failure passed on through
 its file, a deadline run out. Python would print the same traceback on each
-rank, some 20 lines a rank, 20 000 lines at 1 000 ranks. So when a
+rank, and the job's output would repeat it once per rank. So when a
 :class:`~dask_runners.RunnerError` leaves the runner's start and nothing in
 the script catches it:
 
