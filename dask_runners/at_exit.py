@@ -50,12 +50,17 @@ def _remember_uncaught_exceptions() -> None:
         return
 
     def remember(exc_type, exc, tb):
-        global _uncaught
-        _uncaught = exc
+        note_uncaught(exc)
         previous(exc_type, exc, tb)
 
     remember.remembers_for_dask_runners = True
     sys.excepthook = remember
+
+
+def note_uncaught(exc: BaseException) -> None:
+    """Note ``exc`` as the exception that ended the script (a hook that prints it itself calls this)."""
+    global _uncaught
+    _uncaught = exc
 
 
 def script_ending(state) -> BaseException | None:

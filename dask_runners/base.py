@@ -481,9 +481,13 @@ class BaseRunner(SyncMethodMixin):
             raise _StoppedBeforeStart(failure)
         colocated = self._colocated_worker()
         self._session = ClientSession(
-            self.state, channel, self.timeouts.shutdown,
+            self.state,
+            channel,
+            self.timeouts.shutdown,
             lambda: self._signals is not None and self._signals.wake_main_thread(),
-            colocated, self.contact.dashboard, hosted_scheduler,
+            colocated,
+            self.contact.dashboard,
+            hosted_scheduler,
         )
         if colocated is not None:
             await colocated.start(self.contact.address, await self.get_worker_name(), self.security)
@@ -493,10 +497,8 @@ class BaseRunner(SyncMethodMixin):
 
     async def _within_discovery_deadline(self, step, what: str):
         """Await ``step`` of the start (``what`` it does), within the discovery deadline."""
-        try:
-            return await asyncio.wait_for(step, self.timeouts.discovery)
-        except asyncio.TimeoutError as e:
-            raise DiscoveryTimeoutError.after(self.state.log_prefix, self.timeouts.discovery, what) from e
+        deadline = self.timeouts.discovery
+        return await DiscoveryTimeoutError.unless_done_within(step, deadline, self.state.log_prefix, what)
 
     async def _join(self, role: Role) -> ControlChannel:
         """Join the cluster: through the worker's own stream where it can, else over a connection."""
@@ -617,18 +619,17 @@ class BaseRunner(SyncMethodMixin):
 
     def __await__(self):
         async def start():
-            with one_traceback_per_job(self.rank, self.world_size, self.layout.scheduler_rank):
-                self._check_can_start()
-                self.loop = self.loop or IOLoop.current()
-                # No signal handlers here (the loop's owner has the signals), so
-                # nothing interrupts the start but an error.
-                try:
-                    exit_code = await self._start_once()
-                except _StoppedBeforeStart as e:
-                    raise e.failure from None
-                except Exception as e:
-                    self.abort_start(e)
-                    raise
+            self._check_can_start()
+            self.loop = self.loop or IOLoop.current()
+            # No signal handlers here (the loop's owner has the signals), so
+            # nothing interrupts the start but an error.
+            try:
+                exit_code = await self._start_once()
+            except _StoppedBeforeStart as e:
+                raise e.failure from None
+            except Exception as e:
+                self.abort_start(e)
+                raise
             return self._started(exit_code)
 
         return start().__await__()

@@ -8,6 +8,8 @@ in-process test worlds.
 
 from __future__ import annotations
 
+import asyncio
+
 from .exit_status import EX_TEMPFAIL, signal_name
 
 
@@ -37,6 +39,14 @@ class CredentialsRequiredError(RunnerError):
 
 class DiscoveryTimeoutError(RunnerError, TimeoutError):
     """The scheduler was not up and published before the discovery deadline."""
+
+    @classmethod
+    async def unless_done_within(cls, step, seconds: float, who: str, what: str):
+        """Await ``step``; past ``seconds``, raise the error of rank ``who`` that was doing ``what``."""
+        try:
+            return await asyncio.wait_for(step, seconds)
+        except asyncio.TimeoutError as e:
+            raise cls.after(who, seconds, what) from e
 
     @classmethod
     def after(cls, who: str, seconds: float, what: str) -> DiscoveryTimeoutError:

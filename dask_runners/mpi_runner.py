@@ -8,7 +8,6 @@ import os
 import socket
 import sys
 import time
-import traceback
 
 from . import version_report
 from .base import BaseRunner
@@ -28,6 +27,7 @@ from .launchers.placement import (
 from .mpi_init import initialize_while
 from .security import JobCredentials, TLSChoice
 from .signals import let_signals_end_the_process
+from .start_failure import print_start_failure
 from .transport import FixedAddress, Transport
 from .transport.broadcast import BroadcastTransport
 
@@ -187,12 +187,14 @@ class MPIRunner(BaseRunner):
 
         The other ranks may be waiting in the broadcast or for this rank to
         join; ``MPI_Abort`` ends them all now instead of at their deadlines.
-        The error is printed first, since the abort ends this process too,
-        and the launcher is given :data:`ABORT_GRACE` to forward it: MPICH's
-        Hydra kills every rank on the abort and drops output it has not yet
-        read from the rank's pipe (about one run in eight, here).
+        The error is printed first, since the abort ends this process too
+        (by the rule of :mod:`dask_runners.start_failure`: its traceback on
+        the scheduler rank, one line elsewhere), and the launcher is given
+        :data:`ABORT_GRACE` to forward it: MPICH's Hydra kills every rank on
+        the abort and drops output it has not yet read from the rank's pipe
+        (about one run in eight, here).
         """
-        traceback.print_exception(exc)
+        print_start_failure(exc, self.rank, self.world_size, self.layout.scheduler_rank)
         sys.stderr.flush()
         time.sleep(ABORT_GRACE)
         self.comm.Abort(1)

@@ -119,12 +119,49 @@ FAILS_IN_THE_START = {
 }
 
 
-@pytest.mark.parametrize("entry", sorted(FAILS_IN_THE_START))
-def test_a_runner_error_in_the_start_is_one_line_on_another_rank(tmp_path, entry):
-    script = FAILS_IN_THE_START[entry].replace("ERROR", 'SchedulerStartError("scheduler rank 0: it said no")')
+def test_a_runner_error_in_the_start_is_one_line_on_another_rank(tmp_path):
+    script = FAILS_IN_THE_START["with"].replace("ERROR", 'SchedulerStartError("scheduler rank 0: it said no")')
     ended = run_as_rank(2, script, tmp_path, n_tasks=4)
     assert ended.returncode == 1, ended.stderr
     assert ended.stderr == "rank 2: dask_runners.exceptions.SchedulerStartError: scheduler rank 0: it said no\n"
+
+
+def test_an_asynchronous_runner_leaves_the_printing_to_its_process(tmp_path):
+    """Its process may hold other code, or other ranks (the in-process worlds): Python prints as usual."""
+    script = FAILS_IN_THE_START["async with"].replace("ERROR", 'SchedulerStartError("scheduler rank 0: it said no")')
+    ended = run_as_rank(2, script, tmp_path, n_tasks=4)
+    assert ended.returncode == 1, ended.stderr
+    assert ended.stderr.startswith("Traceback (most recent call last):"), ended.stderr
+    assert ended.stderr.splitlines()[-1] == (
+        "dask_runners.exceptions.SchedulerStartError: scheduler rank 0: it said no"
+    ), ended.stderr
+
+
+def test_the_traceback_follows_the_scheduler_rank(tmp_path):
+    script = ENTERED.replace('scheduler_file="scheduler.json"', 'scheduler_file="scheduler.json", scheduler_rank=1')
+    first, second = (run_as_rank(rank, script, tmp_path) for rank in (0, 1))
+    assert (first.returncode, second.returncode) == (1, 1)
+    assert first.stderr.startswith(f"rank 0: {TOO_SMALL}"), first.stderr
+    assert len(first.stderr.splitlines()) == 1, first.stderr
+    assert second.stderr.startswith("Traceback (most recent call last):"), second.stderr
+
+
+def test_a_rank_that_does_not_know_its_rank_prints_the_traceback(tmp_path):
+    """A runner of the seed's hooks alone may not know its rank: it cannot tell it is not the scheduler's."""
+    script = """    from dask_runners import BaseRunner, WorldTooSmallError
+    class NoRank(BaseRunner):
+        world_size = 2
+        async def get_scheduler_address(self):
+            return "tcp://127.0.0.1:1"
+        def _check_can_start(self):
+            raise WorldTooSmallError("two ranks are too few")
+    with NoRank():
+        pass
+    """
+    ended = run_as_rank(1, script, tmp_path)
+    assert ended.returncode == 1, ended.stderr
+    assert ended.stderr.startswith("Traceback (most recent call last):"), ended.stderr
+    assert ended.stderr.splitlines()[-1] == "dask_runners.exceptions.WorldTooSmallError: two ranks are too few"
 
 
 @pytest.mark.parametrize("entry", sorted(FAILS_IN_THE_START))

@@ -7,7 +7,6 @@ every rank, workers first, before the scheduler itself closes.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import socket
@@ -115,12 +114,10 @@ class SchedulerService:
 
     async def start(self):
         """Start the scheduler and publish its contact, within the discovery deadline."""
-        try:
-            return await asyncio.wait_for(self._start(), self.timeouts.discovery)
-        except asyncio.TimeoutError as e:
-            raise DiscoveryTimeoutError.after(
-                self.state.log_prefix, self.timeouts.discovery, "starting the scheduler and publishing its address"
-            ) from e
+        return await DiscoveryTimeoutError.unless_done_within(
+            self._start(), self.timeouts.discovery, self.state.log_prefix,
+            "starting the scheduler and publishing its address",
+        )
 
     async def _start(self):
         from distributed import Scheduler

@@ -76,7 +76,9 @@ ABORT_STATUS = {"open_mpi": (), "mpich": (1,)}
 def test_client_rank_killed_ends_the_job(job_dir, launcher, request):
     script = scripts.write(job_dir, scripts.CLIENT_KILLED, "MPIRunner")
     result = run(request, launcher, script, job_dir, when="KILLING", send=[NOTHING])
-    assert result.returncode == KILLED_STATUS[launcher], result.report()
+    # Hydra reports whichever it sees first: the client rank's SIGKILL (9), or the MPI_Abort(1) of
+    # a rank that heard the client was lost (once in CI, 2026-12-05); both say the job failed.
+    assert result.returncode in {KILLED_STATUS[launcher], *ABORT_STATUS[launcher]}, result.report()
     assert timing(f"{launcher}: client killed, with clean-up", result.after_signal) < 1.5, result.report()
     assert result.leftovers == [], result.report()
 

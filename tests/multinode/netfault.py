@@ -118,8 +118,8 @@ class NodeFault:
         assert self.stopped, f"no task {rank} of job {job_id} on {self.node}"
         self.at, self.wall = time.monotonic(), time.time()
 
-    def heal(self, timeout: float = 120.0) -> None:
-        """Restore the link, continue stopped tasks, and make sure Slurm counts the node as up again."""
+    def reconnect(self) -> None:
+        """Restore the link and continue stopped tasks (Slurm may still count the node as not responding)."""
         for proc in self.stopped:
             try:
                 proc.send_signal(signal.SIGCONT)
@@ -127,6 +127,10 @@ class NodeFault:
                 pass
         _run("ip", "link", "set", f"mnv-{self.node}", "up")
         _run("bridge", "link", "set", "dev", f"mnv-{self.node}", "state", "3")
+
+    def heal(self, timeout: float = 120.0) -> None:
+        """Reconnect, and make sure Slurm counts the node as up again."""
+        self.reconnect()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = slurm_state(self.node)

@@ -260,7 +260,7 @@ with SLURMRunner(scheduler_options={"host": "10.77.0.99"}):
 """
 
 
-def test_a_failed_start_at_64_ranks_prints_one_traceback_and_a_line_per_rank(job_dir):
+def test_a_failed_start_at_64_ranks_prints_rank_0s_traceback_and_a_line_per_rank(job_dir):
     """The log a person reads when 64 ranks on four nodes cannot start: rank 0's traceback, 63 lines."""
     script = write_script(job_dir, UNLISTENABLE)
     result = srun(["-N4", "-n64", "--overcommit"], script, job_dir, timeout=150)

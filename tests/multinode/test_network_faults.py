@@ -148,25 +148,24 @@ class Run:
     def finish(self) -> None:
         """Heal, and leave no job, process, file or network change behind.
 
-        A job whose end came while a node was cut stays COMPLETING until Slurm resends that node
-        its TERMINATE_JOB, once a minute, after the node answers a ping again (up to 100 s with
-        the default SlurmdTimeout): 145 s in one CI run (2026-12-05). Once every process of the
-        job is gone, marking the node DOWN and resuming it ends that wait at once.
+        A job whose end came while a node was cut stays COMPLETING until Slurm has pinged the
+        node again and resent it the job's TERMINATE_JOB, each once a minute or so (slurmctld
+        logged "completion process took 145 seconds" in one CI run, 2026-12-05). Once every
+        process of the job is gone, marking the node DOWN and resuming it ends both waits at once.
         """
-        self.fault.heal()
-        if wait_until(lambda: job_state(self.job_id) == "GONE", 10):
-            return self._assert_nothing_left()
-        wait_for("every process of the job gone", lambda: not survivors(self.job_id, ""), 30, 0.5)
-        subprocess.run(["scontrol", "update", f"nodename={self.node}", "state=down", "reason=healed by the test"],
-                       env=SLURM_ENV, capture_output=True, timeout=20, check=True)
-        self.fault.heal()  # resumes the node and waits until Slurm counts it as up
-        wait_for("the job gone", lambda: job_state(self.job_id) == "GONE", 60, 0.5)
-        self._assert_nothing_left()
-
-    def _assert_nothing_left(self) -> None:
+        self.fault.reconnect()
+        if not wait_until(self._job_gone, 5) and job_state(self.job_id) == "COMPLETING":
+            wait_for("every process of the job gone", lambda: not survivors(self.job_id, ""), 30, 0.5)
+            subprocess.run(["scontrol", "update", f"nodename={self.node}", "state=down", "reason=healed by the test"],
+                           env=SLURM_ENV, capture_output=True, timeout=20, check=True)
+        self.fault.heal()  # resumes a node marked down, and waits until Slurm counts it as up
+        wait_for("the job gone", self._job_gone, 60, 0.5)
         assert network_is_whole(NODES) == []
         assert survivors(self.job_id, "") == []
         assert not (self.job_dir / "scheduler.json").exists()
+
+    def _job_gone(self) -> bool:
+        return job_state(self.job_id) == "GONE"
 
 
 @pytest.fixture
