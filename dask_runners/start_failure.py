@@ -37,6 +37,8 @@ from .exceptions import RunnerError
 
 #: The attribute that marks an error to print in one line, holding its rank.
 _ONE_LINE_RANK = "_dask_runners_one_line_rank"
+#: The attribute that marks the excepthook that prints marked errors.
+_HOOK = "_dask_runners_prints_marked_errors"
 
 
 def traceback_rank(world_size: int | None, scheduler_rank: int) -> int:
@@ -52,7 +54,7 @@ def in_one_line(exc: BaseException, rank: int | None, world_size: int | None, sc
 def print_start_failure(exc: BaseException, rank: int | None, world_size: int | None, scheduler_rank: int) -> None:
     """Print rank ``rank``'s failed start ``exc`` now: in one line, or with its traceback."""
     if in_one_line(exc, rank, world_size, scheduler_rank):
-        print(_one_line(exc, rank), file=sys.stderr, flush=True)
+        _print_in_one_line(exc, rank)
     else:
         traceback.print_exception(exc)
 
@@ -65,14 +67,14 @@ def one_traceback_per_job(rank: int | None, world_size: int | None, scheduler_ra
     except RunnerError as e:
         if in_one_line(e, rank, world_size, scheduler_rank):
             setattr(e, _ONE_LINE_RANK, rank)
-            if not getattr(sys.excepthook, _ONE_LINE_RANK, False):
+            if not getattr(sys.excepthook, _HOOK, False):
                 sys.excepthook = _printing_marked_errors_in_one_line(sys.excepthook)
         raise
 
 
-def _one_line(exc: BaseException, rank: int) -> str:
+def _print_in_one_line(exc: BaseException, rank: int) -> None:
     error = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
-    return f"rank {rank}: {error}"
+    print(f"rank {rank}: {error}", file=sys.stderr, flush=True)
 
 
 def _printing_marked_errors_in_one_line(previous):
@@ -84,7 +86,7 @@ def _printing_marked_errors_in_one_line(previous):
         from .at_exit import note_uncaught  # a runner started without `with` closes with this error
 
         note_uncaught(exc)
-        print(_one_line(exc, rank), file=sys.stderr, flush=True)
+        _print_in_one_line(exc, rank)
 
-    setattr(excepthook, _ONE_LINE_RANK, True)
+    setattr(excepthook, _HOOK, True)
     return excepthook

@@ -66,29 +66,26 @@ def test_a_job_too_small_for_its_scheduler_rank_has_the_traceback_on_rank_0(tmp_
     assert "Traceback" not in second.stderr
 
 
+#: The start's error caught by the script, which then does ``HANDLE``.
+CATCHES = """\
+from dask_runners import SLURMRunner, WorldTooSmallException
+try:
+    with SLURMRunner(environ=ENVIRON, scheduler_file="scheduler.json"):
+        pass
+except WorldTooSmallException as e:
+    HANDLE
+"""
+
+
 def test_a_caught_error_prints_nothing(tmp_path):
-    script = """\
-    from dask_runners import SLURMRunner, WorldTooSmallException
-    try:
-        with SLURMRunner(environ=ENVIRON, scheduler_file="scheduler.json"):
-            pass
-    except WorldTooSmallException as e:
-        print("CAUGHT", type(e).__name__)
-    """
+    script = CATCHES.replace("HANDLE", 'print("CAUGHT", type(e).__name__)')
     ended = run_as_rank(1, script, tmp_path)
     assert (ended.returncode, ended.stdout, ended.stderr) == (0, "CAUGHT WorldTooSmallError\n", "")
 
 
 def test_an_error_the_script_raises_from_it_keeps_its_traceback(tmp_path):
     """Only the start's own error is shortened: one the script raises from it is the script's."""
-    script = """\
-    from dask_runners import SLURMRunner, WorldTooSmallException
-    try:
-        with SLURMRunner(environ=ENVIRON, scheduler_file="scheduler.json"):
-            pass
-    except WorldTooSmallException as e:
-        raise RuntimeError("the script's own") from e
-    """
+    script = CATCHES.replace("HANDLE", 'raise RuntimeError("the script\'s own") from e')
     ended = run_as_rank(1, script, tmp_path)
     assert ended.returncode == 1
     assert ended.stderr.count("Traceback") == 2, ended.stderr  # the start's error, as the cause, and the script's
